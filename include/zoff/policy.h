@@ -1,0 +1,36 @@
+// OffloadPolicy: where blocks live, in what precision they are stored, moved and computed.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "zoff/dtype.h"
+
+namespace zoff {
+
+// Where the ZO update of step t is applied (see shared design sketch §2 and docs/policies.md).
+enum class UpdateSite { Gpu, Cpu };
+// The format blocks travel in over PCIe. Same = the storage dtype.
+enum class TransferFormat { Same, BF16, F16, FP8 };
+
+struct OffloadPolicy {
+  std::string name = "all-resident";
+  DType storage_dtype = DType::F32;  // host (or resident) master copy: F32, BF16, F16
+  TransferFormat transfer = TransferFormat::Same;
+  DType compute_dtype = DType::F32;  // what the forward computes in: F32, BF16, F16
+  bool offload = false;              // false: every block resident on the device
+  int num_slots = 3;                 // K >= 2 device slots for streamed blocks
+  int prefetch_depth = 1;            // blocks uploaded ahead of the one computing (< num_slots)
+  int resident_blocks = -1;          // streamed runs: blocks kept resident; -1 = planner decides
+  int64_t gpu_memory_budget = 0;     // bytes; 0 = no budget
+  UpdateSite update_site = UpdateSite::Gpu;
+  bool pin_memory = true;            // pinned host buffers (pageable fallback warns)
+};
+
+const char* update_site_name(UpdateSite s);
+const char* transfer_format_name(TransferFormat f);
+// "12GiB", "500MiB", "1.5GB", "123456" -> bytes; InputError on anything else (message names `what`).
+int64_t parse_byte_size(const std::string& s, const std::string& what);
+std::string format_bytes(int64_t bytes);  // "12.00 GiB"
+
+}  // namespace zoff
