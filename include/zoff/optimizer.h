@@ -1,0 +1,82 @@
+// Zeroth-order optimizers (MeZO, FZOO, SubZero, MeZO-SVRG) as step requests plus pending updates.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "zoff/config.h"
+#include "zoff/directions.h"
+
+namespace zoff {
+
+// The weights one forward of a step sees: theta + sum of terms (empty = clean theta).
+struct Perturbation {
+  std::vector<DirTerm> terms;
+};
+
+// What the trainer must evaluate for step t.
+struct StepRequest {
+  int64_t step = 0;
+  std::vector<Perturbation> forwards;  // all run while a block is resident (Note [One visit])
+  bool full_batch = false;             // SVRG anchor: average the losses over the full-batch set
+};
+
+// The update of a finished step, applied lazily when each group is next visited:
+//   theta <- theta * (1 - decay) + sum terms    (decay only on parameters that decay)
+struct PendingUpdate {
+  int64_t step = -1;  // -1: nothing pending
+  std::vector<DirTerm> terms;
+  double decay = 0;
+  double lr = 0;
+  bool empty() const { return step < 0; }
+};
+
+// Note [One visit]
+// A ZO step is split so that the offload engine can visit each block once: begin_step() says
+// which perturbed forwards step t needs; while a group is resident the engine first applies the
+// pending update of step t-1 to it (apply_update), then runs every forward of step t through it;
+// when all losses are in, end_step() turns them into the next pending update. Before eval,
+// checkpoint or exit the engine flushes the pending update into every group.
+class ZoOptimizer {
+ public:
+  virtual ~ZoOptimizer() = default;
+  virtual const char* name() const = 0;
+  virtual StepRequest begin_step(int64_t step) = 0;
+  // Losses of request.forwards, same order (averaged over the batches for full-batch steps).
+  // Returns the scalars worth logging (projected gradient etc.).
+  virtual nlohmann::json end_step(const std::vector<double>& losses) = 0;
+
+  const PendingUpdate& pending() const { return pending_; }
+  void clear_pending() { pending_ = PendingUpdate{}; }
+  // Applies pending() to the parameters of one group (flat buffer of group g, any device).
+  void apply_update(const GroupLayout& g, const at::Tensor& flat) const;
+  Directions& directions() { return *dirs_; }
+  const OptimizerConfig& config() const { return cfg_; }
+  uint64_t base_seed() const { return seed_; }
+
+  // Everything needed to continue bit-identically (seeds, anchor terms, pending update).
+  virtual nlohmann::json state() const;
+  virtual void load_state(const nlohmann::json& j);
+
+  double lr_at(int64_t step) const;  // the schedule
+  int64_t total_steps() const { return total_steps_; }
+
+ protected:
+  ZoOptimizer(OptimizerConfig cfg, uint64_t seed, int64_t total_steps, std::unique_ptr<Directions> d);
+  OptimizerConfig cfg_;
+  uint64_t seed_;
+  int64_t total_steps_;
+  std::unique_ptr<Directions> dirs_;
+  PendingUpdate pending_;
+  int64_t step_ = -1;  // step of the open request
+};
+
+// Validates cfg (InputError naming `source` and the key) and builds the optimizer.
+std::unique_ptr<ZoOptimizer> make_optimizer(const OptimizerConfig& cfg, uint64_t seed,
+                                            int64_t total_steps, const std::string& source = "optimizer");
+void validate_optimizer_config(const OptimizerConfig& cfg, const std::string& source);
+
+}  // namespace zoff

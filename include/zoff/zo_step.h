@@ -1,0 +1,67 @@
+// ZoStep: one pass of a ZO step, fed one resident parameter group at a time (any visit engine).
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <memory>
+#include <vector>
+
+#include "zoff/model.h"
+#include "zoff/optimizer.h"
+
+namespace zoff {
+
+// One batch, token ids and masks [B,T] int64 (any device; moved to the compute device).
+struct StepBatch {
+  at::Tensor input_ids;
+  at::Tensor attention_mask;
+  at::Tensor labels;  // -100 = not scored; undefined: labels_from_inputs
+};
+
+// Note [Visit protocol]
+// A pass runs every forward of a StepRequest through the model group by group, in order
+// embed, layers 0..L-1, head. visit(g, flat) is called once per group while its flat buffer is
+// resident (a GPU slot, a resident buffer, or host memory on the CPU path): it applies the
+// optimizer's pending update to the group (first pass of a step only), then pushes every
+// forward's activations through it, asking a PerturbedSource for each weight. The embed group's
+// buffer must stay valid until the head is visited (tied lm_head). The same code runs for
+// resident training, offloaded training and evaluation, so they agree bit for bit.
+class ZoStep {
+ public:
+  ZoStep(const Model& m, ZoOptimizer* opt, at::ScalarType compute, const at::Device& device);
+  ~ZoStep();
+
+  // Starts a pass. apply_pending: apply the optimizer's pending update on each visit (the first
+  // pass of a step). keep_rows: also keep per-row losses (classification scoring).
+  void begin_pass(const StepRequest& req, const StepBatch& batch, bool apply_pending, bool keep_rows = false);
+  void visit(int group, const at::Tensor& flat);
+  bool done() const { return next_group_ == model_.num_groups(); }
+  // After the head: mean loss per forward (one host sync). Clears the applied pending update.
+  std::vector<double> losses();
+  // Per-row target NLL sums and counts [F, B] (keep_rows passes only), on the CPU.
+  const at::Tensor& row_nll() const { return row_nll_; }
+  const at::Tensor& row_count() const { return row_count_; }
+  int64_t scored_tokens() const { return scored_tokens_; }
+  // Bytes of the perturbation scratch (one largest matrix in the compute dtype).
+  int64_t scratch_bytes() const;
+
+ private:
+  class Source;
+  const Model& model_;
+  ZoOptimizer* opt_;
+  at::ScalarType compute_;
+  at::Device device_;
+  std::unique_ptr<Source> src_;
+  StepRequest req_;
+  StepBatch batch_;
+  AttnContext ctx_;
+  bool apply_pending_ = false;
+  bool keep_rows_ = false;
+  int next_group_ = 0;
+  std::vector<at::Tensor> h_;
+  std::vector<at::Tensor> loss_;
+  at::Tensor row_nll_, row_count_;
+  int64_t scored_tokens_ = 0;
+};
+
+}  // namespace zoff

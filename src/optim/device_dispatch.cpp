@@ -1,0 +1,43 @@
+// CPU/CUDA routing of the ZO kernels by tensor device.
+#include "device_dispatch.h"
+
+#include "zoff/error.h"
+
+namespace zoff {
+
+k::Elem elem_of(at::ScalarType t) {
+  switch (t) {
+    case at::kFloat: return k::Elem::F32;
+    case at::kHalf: return k::Elem::F16;
+    case at::kBFloat16: return k::Elem::BF16;
+    case at::kByte: return k::Elem::F8E4M3;
+    default: ZOFF_FAIL("ZO kernels do not support dtype ", c10::toString(t));
+  }
+}
+
+void dispatch_zo_perturb(const k::PerturbArgs& a, const at::Device& device) {
+  if (device.is_cpu()) return k::ref::zo_perturb(a);
+#ifdef ZOFF_WITH_CUDA
+  if (device.is_cuda()) return cuda_zo_perturb(a);
+#endif
+  ZOFF_FAIL("zo_perturb: unsupported device ", device.str());
+}
+
+void dispatch_zo_update(const k::UpdateArgs& a, const at::Device& device) {
+  if (device.is_cpu()) return k::ref::zo_update(a);
+#ifdef ZOFF_WITH_CUDA
+  if (device.is_cuda()) return cuda_zo_update(a);
+#endif
+  ZOFF_FAIL("zo_update: unsupported device ", device.str());
+}
+
+void dispatch_fill_z(float* out, int64_t n, uint64_t pid, uint64_t seed, k::Dist d,
+                     const at::Device& device) {
+  if (device.is_cpu()) return k::ref::fill_z(out, n, pid, seed, d);
+#ifdef ZOFF_WITH_CUDA
+  if (device.is_cuda()) return cuda_fill_z(out, n, pid, seed, d);
+#endif
+  ZOFF_FAIL("fill_z: unsupported device ", device.str());
+}
+
+}  // namespace zoff

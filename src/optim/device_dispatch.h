@@ -1,0 +1,24 @@
+// Routes kernel calls to kernels/ref (CPU tensors) or kernels/*.cu on the current CUDA stream.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include "kernels/zo_kernels.h"
+
+namespace zoff {
+
+k::Elem elem_of(at::ScalarType t);  // F32, F16, BF16 (kByte = packed fp8); Error otherwise
+
+void dispatch_zo_perturb(const k::PerturbArgs& a, const at::Device& device);
+void dispatch_zo_update(const k::UpdateArgs& a, const at::Device& device);
+void dispatch_fill_z(float* out, int64_t n, uint64_t pid, uint64_t seed, k::Dist d,
+                     const at::Device& device);
+
+#ifdef ZOFF_WITH_CUDA
+// Implemented in src/optim/cuda/ (only in CUDA builds).
+void cuda_zo_perturb(const k::PerturbArgs& a);
+void cuda_zo_update(const k::UpdateArgs& a);
+void cuda_fill_z(float* out, int64_t n, uint64_t pid, uint64_t seed, k::Dist d);
+#endif
+
+}  // namespace zoff

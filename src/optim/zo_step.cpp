@@ -1,0 +1,119 @@
+// ZoStep: applies pending updates and runs all perturbed forwards through each visited group.
+#include "zoff/zo_step.h"
+
+#include "zoff/error.h"
+#include "zoff/weights.h"
+
+namespace zoff {
+
+// Hands out theta + sum(terms of the current forward) per parameter: the identity view when a
+// forward is clean and already in the compute dtype, else a perturbed copy. Matrices share one
+// scratch (valid until the next matrix get, per the WeightSource contract); vectors get small
+// buffers of their own.
+class ZoStep::Source : public WeightSource {
+ public:
+  Source(const Model& m, Directions* dirs, at::ScalarType compute, const at::Device& dev)
+      : model_(m), dirs_(dirs), compute_(compute), flats_(size_t(m.num_groups())) {
+    int64_t big = 0;
+    for (auto& g : m.groups())
+      for (auto& p : g.params)
+        if (p.shape.size() >= 2) big = std::max(big, p.numel);
+    scratch_ = at::empty({big}, at::TensorOptions().dtype(compute).device(dev));
+  }
+  void set_flat(int g, const at::Tensor& f) { flats_[size_t(g)] = f; }
+  void set_terms(const std::vector<DirTerm>* t) { terms_ = t; }
+  int64_t scratch_bytes() const { return scratch_.numel() * int64_t(scratch_.element_size()); }
+
+  at::Tensor get(int group, int param) override {
+    const at::Tensor& flat = flats_.at(size_t(group));
+    ZOFF_CHECK(flat.defined(), "group ", model_.group(group).name, " is not resident");
+    const ParamInfo& p = model_.group(group).params.at(size_t(param));
+    at::Tensor theta = param_view(model_.group(group), param, flat);
+    if ((terms_ == nullptr || terms_->empty()) && theta.scalar_type() == compute_) return theta;
+    at::Tensor out = p.shape.size() >= 2 ? scratch_.narrow(0, 0, p.numel).view(p.shape)
+                                         : at::empty(p.shape, scratch_.options());
+    if (terms_ == nullptr || terms_->empty())
+      out.copy_(theta);
+    else
+      dirs_->perturb(p, theta, *terms_, out);
+    return out;
+  }
+
+ private:
+  const Model& model_;
+  Directions* dirs_;
+  at::ScalarType compute_;
+  std::vector<at::Tensor> flats_;
+  at::Tensor scratch_;
+  const std::vector<DirTerm>* terms_ = nullptr;
+};
+
+ZoStep::ZoStep(const Model& m, ZoOptimizer* opt, at::ScalarType compute, const at::Device& device)
+    : model_(m), opt_(opt), compute_(compute), device_(device) {
+  static ElementwiseDirections plain(k::Dist::Gaussian);  // eval without an optimizer: clean forwards only
+  src_ = std::make_unique<Source>(m, opt ? &opt->directions() : &plain, compute, device);
+}
+
+ZoStep::~ZoStep() = default;
+
+int64_t ZoStep::scratch_bytes() const { return src_->scratch_bytes(); }
+
+void ZoStep::begin_pass(const StepRequest& req, const StepBatch& batch, bool apply_pending, bool keep_rows) {
+  ZOFF_CHECK(!req.forwards.empty(), "a step needs at least one forward");
+  ZOFF_CHECK(!apply_pending || opt_ != nullptr, "apply_pending without an optimizer");
+  req_ = req;
+  batch_.input_ids = batch.input_ids.to(device_, at::kLong);
+  batch_.attention_mask = batch.attention_mask.to(device_, at::kLong);
+  batch_.labels = batch.labels.defined() ? batch.labels.to(device_, at::kLong)
+                                         : labels_from_inputs(batch_.input_ids, batch_.attention_mask);
+  ctx_ = model_.make_context(batch_.attention_mask, compute_, device_);
+  apply_pending_ = apply_pending;
+  keep_rows_ = keep_rows;
+  next_group_ = 0;
+  h_.assign(req_.forwards.size(), at::Tensor());
+  loss_.assign(req_.forwards.size(), at::Tensor());
+}
+
+void ZoStep::visit(int g, const at::Tensor& flat) {
+  ZOFF_CHECK(g == next_group_, "visit order: expected group ", next_group_, ", got ", g);
+  ZOFF_CHECK(flat.numel() == model_.group(g).numel, "group ", g, " buffer has the wrong size");
+  if (apply_pending_) opt_->apply_update(model_.group(g), flat);
+  src_->set_flat(g, flat);
+  const int L = model_.num_layers();
+  for (size_t f = 0; f < req_.forwards.size(); ++f) {
+    src_->set_terms(&req_.forwards[f].terms);
+    if (g == model_.embed_group()) {
+      h_[f] = model_.embed(batch_.input_ids, ctx_, *src_);
+    } else if (g <= L) {
+      h_[f] = model_.block(g - 1, h_[f], ctx_, *src_);
+    } else {
+      at::Tensor logits = model_.head(h_[f], *src_);
+      h_[f] = at::Tensor();
+      at::Tensor nll, cnt;
+      causal_lm_row_losses(logits, batch_.labels, &nll, &cnt);
+      loss_[f] = nll.sum() / cnt.sum().clamp_min(1).to(at::kFloat);
+      if (keep_rows_) {
+        if (f == 0) {
+          row_nll_ = at::empty({int64_t(req_.forwards.size()), nll.size(0)}, at::kFloat);
+          row_count_ = at::empty({int64_t(req_.forwards.size()), nll.size(0)}, at::kLong);
+        }
+        row_nll_[int64_t(f)].copy_(nll);
+        row_count_[int64_t(f)].copy_(cnt);
+      }
+      if (f == 0) scored_tokens_ = cnt.sum().item<int64_t>();
+    }
+  }
+  src_->set_terms(nullptr);
+  ++next_group_;
+}
+
+std::vector<double> ZoStep::losses() {
+  ZOFF_CHECK(done(), "losses() before the head was visited");
+  at::Tensor all = at::stack(loss_).to(at::kCPU, at::kDouble);
+  std::vector<double> out(size_t(all.numel()));
+  for (int64_t i = 0; i < all.numel(); ++i) out[size_t(i)] = all[i].item<double>();
+  if (apply_pending_) opt_->clear_pending();
+  return out;
+}
+
+}  // namespace zoff
