@@ -1,0 +1,138 @@
+// After all layers are applied: the model spec (checkpoint or [model.spec]) and the checks that
+// involve more than one key.
+#include <filesystem>
+#include <set>
+
+#include "config_loader.h"
+#include "zoff/error.h"
+
+namespace fs = std::filesystem;
+
+namespace zoff::config_detail {
+
+namespace {
+
+std::string describe(const Origin& o) {
+  if (!o.override.empty()) return "--set " + o.override;
+  return o.line > 0 ? o.file + " line " + std::to_string(o.line) : o.file;
+}
+
+DType transfer_dtype(const OffloadPolicy& p) {
+  switch (p.transfer) {
+    case TransferFormat::BF16: return DType::BF16;
+    case TransferFormat::F16: return DType::F16;
+    case TransferFormat::FP8: return DType::F8_E4M3;
+    case TransferFormat::Same: break;
+  }
+  return p.storage_dtype;
+}
+
+}  // namespace
+
+// Note [Checkpoint or spec]
+// A model has weights from exactly one place: a checkpoint folder (its config.json gives the
+// architecture) or dummy weights (the architecture comes from [model.spec], usually through a
+// preset). A checkpoint set in a later layer than a preset supersedes the preset's spec and
+// dummy_weights (so `[model] preset = "../models/opt-125m.toml"` + `checkpoint = "..."` in a run
+// file means "that checkpoint"); spec keys or dummy_weights = true set in the same layer as the
+// checkpoint or later contradict it and are errors.
+void Loader::resolve_model() {
+  ModelConfig& m = cfg_.model;
+  if (!m.checkpoint.empty()) {
+    Origin ck = origin_of("model.checkpoint");
+    for (auto& [k, o] : spec_origin_)
+      if (o.layer >= ck.layer)
+        fail(o, "model.spec." + k,
+             "conflicts with model.checkpoint (" + describe(ck) +
+                 "): a checkpoint's architecture comes from its config.json");
+    if (m.dummy_weights) {
+      Origin d = origin_of("model.dummy_weights");
+      if (d.layer >= ck.layer)
+        fail(d, "model.dummy_weights",
+             "true conflicts with model.checkpoint (" + describe(ck) + "); set one of them");
+      m.dummy_weights = false;
+    }
+    if (!spec_origin_.empty()) m.preset_file.clear();  // the preset was superseded
+    std::error_code ec;
+    if (!fs::is_directory(m.checkpoint, ec))
+      fail(ck, "model.checkpoint", "no such folder (tried " + m.checkpoint + ")");
+    std::string cj = (fs::path(m.checkpoint) / "config.json").string();
+    if (!fs::is_regular_file(cj, ec))
+      fail(ck, "model.checkpoint", "no config.json in the checkpoint folder (tried " + cj + ")");
+    m.spec = parse_hf_config(cj);
+    return;
+  }
+  if (!m.dummy_weights)
+    fail(origin_of("model.dummy_weights"), "model",
+         "no weights: set model.checkpoint = \"<HF folder>\" or model.dummy_weights = true");
+  if (spec_origin_.empty())
+    fail(origin_of("model.dummy_weights"), "model.spec",
+         "dummy weights need an architecture: add a [model.spec] table or a preset "
+         "(model.preset = \"../models/opt-125m.toml\")");
+  std::set<std::string> seen;
+  std::string label;
+  for (auto& [k, o] : spec_origin_) {
+    std::string s = o.override.empty() ? o.file : "--set " + o.override;
+    if (seen.insert(s).second) label += (label.empty() ? "" : ", ") + s;
+  }
+  label += " [model.spec]";
+  m.spec = model_spec_from_json(spec_, label);
+  m.spec.validate(label);
+}
+
+void Loader::check_policy() {
+  const OffloadPolicy& p = cfg_.policy;
+  auto later = [&](const char* a, const char* b) {
+    Origin oa = origin_of(a), ob = origin_of(b);
+    return oa.layer >= ob.layer ? std::make_pair(oa, std::string(a)) : std::make_pair(ob, std::string(b));
+  };
+  if (p.prefetch_depth >= p.num_slots) {
+    auto [o, key] = later("policy.prefetch_depth", "policy.num_slots");
+    fail(o, key,
+         "policy.prefetch_depth (" + std::to_string(p.prefetch_depth) + ") must be < policy.num_slots (" +
+             std::to_string(p.num_slots) + "): one slot holds the block being computed");
+  }
+  // Note [Lossy transfers need the CPU update site]
+  // With the GPU update site the device updates the block it received and writes it back as the
+  // master (shared/design/step-pipeline.md §2). If the block travelled in a narrower format than
+  // it is stored in (fp8, or bf16 from an fp32 master), that write-back would replace the master
+  // with a rounded copy every step. So a lossy transfer requires update_site = "cpu".
+  if (p.offload && transfer_dtype(p) != p.storage_dtype && p.update_site == UpdateSite::Gpu) {
+    auto [o, key] = later("policy.transfer", "policy.update_site");
+    fail(o, key,
+         std::string("update_site = \"gpu\" needs blocks to travel in their storage dtype, but transfer = \"") +
+             transfer_format_name(p.transfer) + "\" and storage_dtype = \"" +
+             config_dtype_name(p.storage_dtype) +
+             "\": the GPU would write a rounded copy back over the master. Set policy.update_site = "
+             "\"cpu\" or policy.transfer = \"same\"");
+  }
+}
+
+void Loader::check_cross_fields() {
+  const ModelSpec& s = cfg_.model.spec;
+  const OffloadPolicy& p = cfg_.policy;
+  if (p.resident_blocks > s.num_layers)
+    fail(origin_of("policy.resident_blocks"), "policy.resident_blocks",
+         std::to_string(p.resident_blocks) + " exceeds the model's " + std::to_string(s.num_layers) +
+             " layers");
+  if (s.max_positions > 0 && cfg_.data.max_length > s.max_positions) {
+    bool dflt = !origin_.count("data.max_length");
+    fail(origin_of("data.max_length"), "data.max_length",
+         std::to_string(cfg_.data.max_length) + (dflt ? " (the default)" : "") +
+             " exceeds the model's max_position_embeddings (" + std::to_string(s.max_positions) + ")");
+  }
+}
+
+RunConfig Loader::finish() {
+  resolve_model();
+  check_policy();
+  check_cross_fields();
+  return cfg_;
+}
+
+OffloadPolicy Loader::finish_policy() {
+  check_policy();
+  return cfg_.policy;
+}
+
+}  // namespace zoff::config_detail
