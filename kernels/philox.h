@@ -6,8 +6,10 @@
 
 #if defined(__CUDACC__)
 #define ZOFF_HD __host__ __device__ __forceinline__
+#define ZOFF_UNROLL _Pragma("unroll")
 #else
 #define ZOFF_HD inline
+#define ZOFF_UNROLL _Pragma("GCC unroll 16")
 #endif
 
 namespace zoff::k {
@@ -34,7 +36,7 @@ ZOFF_HD uint32_t mulhilo32(uint32_t a, uint32_t b, uint32_t* hi) {
 
 ZOFF_HD Philox4 philox4x32_10(Philox4 c, uint32_t k0, uint32_t k1) {
   constexpr uint32_t M0 = 0xD2511F53u, M1 = 0xCD9E8D57u, W0 = 0x9E3779B9u, W1 = 0xBB67AE85u;
-#pragma unroll
+ZOFF_UNROLL
   for (int r = 0; r < 10; ++r) {
     uint32_t hi0, hi1;
     uint32_t lo0 = mulhilo32(M0, c.v[0], &hi0);
@@ -58,7 +60,7 @@ ZOFF_HD float u32_to_unit(uint32_t x) { return (float(x >> 8) + 1.0f) * (1.0f / 
 // Four standard normals from one Philox call (Box-Muller).
 ZOFF_HD void gaussian4(Philox4 r, float out[4]) {
   constexpr float two_pi = 6.28318530717958647692f;
-#pragma unroll
+ZOFF_UNROLL
   for (int j = 0; j < 2; ++j) {
     float u1 = u32_to_unit(r.v[2 * j]);
     float u2 = u32_to_unit(r.v[2 * j + 1]);

@@ -46,6 +46,7 @@ struct PerturbArgs {
   Dist dist;
   const ZTerm* terms;  // host array
   int nterms;
+  int64_t first = 0;  // index of out[0] / src[0] within the parameter (z is drawn for first + i)
 };
 
 struct UpdateArgs {
@@ -58,6 +59,8 @@ struct UpdateArgs {
   int nterms;
   float decay;       // 0 for no weight decay
   uint64_t sr_seed;  // 0: round to nearest even; else stochastic rounding (16-bit theta only)
+  int64_t first = 0; // index of theta[0] within the parameter: a piece of a split tensor draws the
+                     // same z as the whole (z and the rounding bits are drawn for first + i)
 };
 
 // fp8 (e4m3fn) row-wise packing: scale_r = max|x_r| / 448 (1 for an all-zero row),
@@ -91,6 +94,8 @@ float f16_to_float(uint16_t h);
 uint16_t float_to_f16_rne(float f);
 float e4m3_to_float(uint8_t q);
 uint8_t float_to_e4m3_rne(float f);  // saturating at +-448
+// Inverse of pack_fp8_rows: out[r * cols + c] = e4m3(q[r * cols + c]) * scales[r].
+void unpack_fp8_rows(const uint8_t* q, const float* scales, int64_t rows, int64_t cols, float* out);
 }  // namespace ref
 
 }  // namespace zoff::k
