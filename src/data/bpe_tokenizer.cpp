@@ -170,7 +170,7 @@ BpeTokenizer::BpeTokenizer(BpeSpec spec)
   merges_.reserve(spec.merges.size());
   for (size_t r = 0; r < spec.merges.size(); ++r) {
     const auto& [a, b] = spec.merges[r];
-    std::string where = r < spec.merge_where.size() ? spec.merge_where[r] : "merges[" + std::to_string(r) + "]";
+    std::string where = r < spec.merge_where.size() ? spec.merge_where[r] : spec.merges_field + "[" + std::to_string(r) + "]";
     auto ia = token_to_id_.find(a);
     auto ib = token_to_id_.find(b);
     auto iab = token_to_id_.find(a + b);

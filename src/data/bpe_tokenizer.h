@@ -29,6 +29,7 @@ struct BpeSpec {
   std::unordered_map<std::string, int64_t> vocab;  // token (byte-to-unicode form) -> id
   std::vector<std::pair<std::string, std::string>> merges;  // by rank
   std::vector<std::string> merge_where;  // optional, per merge: "merges.txt line 7"
+  std::string merges_field = "merges";   // else merge r is named merges_field[r]
   std::vector<AddedToken> added_tokens;
   PreTokenizerKind pre_tokenizer = PreTokenizerKind::kGpt2;
   std::string pre_tokenizer_name = "gpt2";

@@ -132,6 +132,7 @@ TokenizerJson read(const std::string& path, const json& j, const HfTokenConfig& 
   ZOFF_INPUT_CHECK(m.contains("merges") && m["merges"].is_array(), path, ": model.merges must be an array");
   const json& merges = m["merges"];
   spec.merges.reserve(merges.size());
+  spec.merges_field = "model.merges";
   for (size_t i = 0; i < merges.size(); ++i) {
     const json& e = merges[i];
     std::string where = "model.merges[" + std::to_string(i) + "]";
@@ -204,7 +205,11 @@ void finish_special_tokens(BpeSpec& spec, const HfTokenConfig& cfg) {
   for (int64_t id : {spec.special.bos, spec.special.eos, spec.special.pad, spec.special.unk}) {
     if (id < 0) continue;
     bool is_added = false;
-    for (auto& a : spec.added_tokens) is_added |= a.id == id;
+    for (auto& a : spec.added_tokens) {
+      if (a.id != id) continue;
+      is_added = true;
+      a.special = true;  // named as bos/eos/pad/unk: skipped by decode(..., skip_special_tokens)
+    }
     if (is_added) continue;
     for (auto& [tok, vid] : spec.vocab) {
       if (vid != id) continue;
