@@ -1,0 +1,142 @@
+// BlockStore: host masters and transfer copies (Note [Block store]).
+#include "offload/block_store.h"
+
+#include <string>
+
+#include "kernels/zo_kernels.h"
+#include "offload/aten_dtype.h"
+#include "zoff/error.h"
+
+namespace zoff {
+
+BlockStoreOptions block_store_options(const OffloadPolicy& p) {
+  BlockStoreOptions o;
+  o.storage_dtype = p.storage_dtype;
+  o.transfer = p.transfer;
+  o.pin_memory = p.pin_memory;
+  return o;
+}
+
+BlockStore::BlockStore(std::vector<BlockDesc> blocks, BlockStoreOptions opts)
+    : blocks_(std::move(blocks)), opts_(opts) {
+  ZOFF_CHECK(!blocks_.empty(), "BlockStore: no blocks");
+  const int n = num_blocks();
+  layouts_.reserve(size_t(n));
+  bool copies = false;
+  for (int b = 0; b < n; ++b) {
+    check_block_desc(blocks_[size_t(b)], b);
+    layouts_.push_back(transfer_layout(blocks_[size_t(b)], opts_.storage_dtype, opts_.transfer));
+    copies = layouts_.back().separate_copy;
+  }
+  const at::TensorOptions master_opts =
+      at::TensorOptions().dtype(offload_scalar_type(opts_.storage_dtype)).device(at::kCPU);
+  const at::TensorOptions transfer_opts =
+      at::TensorOptions().dtype(offload_scalar_type(transfer_dtype())).device(at::kCPU);
+  masters_.reserve(size_t(n));
+  master_views_.reserve(size_t(n));
+  for (int b = 0; b < n; ++b) {
+    const std::string what = "block " + std::to_string(b) + " master";
+    masters_.emplace_back(size_t(bytes(b)), opts_.pin_memory, what.c_str());
+    ++allocations_;
+    master_views_.push_back(at::from_blob(masters_.back().data(), {numel(b)}, master_opts));
+  }
+  if (copies) {
+    copies_.reserve(size_t(n));
+    for (int b = 0; b < n; ++b) {
+      const std::string what = "block " + std::to_string(b) + " transfer copy";
+      copies_.emplace_back(size_t(layouts_[size_t(b)].total_bytes), opts_.pin_memory, what.c_str());
+      ++allocations_;
+      transfer_views_.push_back(at::from_blob(copies_.back().data(), {numel(b)}, transfer_opts));
+    }
+  }
+}
+
+int BlockStore::check(int b) const {
+  ZOFF_CHECK(b >= 0 && b < int(blocks_.size()), "BlockStore: block ", b, " out of range [0, ",
+             blocks_.size(), ")");
+  return b;
+}
+
+DType BlockStore::transfer_dtype() const { return zoff::transfer_dtype(opts_.storage_dtype, opts_.transfer); }
+
+int64_t BlockStore::bytes(int b) const { return numel(b) * dtype_size(opts_.storage_dtype); }
+
+int64_t BlockStore::max_transfer_bytes() const {
+  int64_t m = 0;
+  for (const TransferLayout& l : layouts_) m = std::max(m, l.total_bytes);
+  return m;
+}
+
+void* BlockStore::transfer_data(int b) const {
+  return copies_.empty() ? masters_[check(b)].data() : copies_[check(b)].data();
+}
+
+const at::Tensor& BlockStore::transfer_view(int b) const {
+  return copies_.empty() ? master_views_[check(b)] : transfer_views_[check(b)];
+}
+
+float* BlockStore::transfer_scales(int b) const {
+  const TransferLayout& l = layouts_[check(b)];
+  if (l.dtype != DType::F8_E4M3) return nullptr;
+  return reinterpret_cast<float*>(static_cast<char*>(copies_[size_t(b)].data()) + l.scales_offset);
+}
+
+void BlockStore::refresh_transfer_copy(int b) {
+  if (copies_.empty()) return;
+  const TransferLayout& l = layouts_[check(b)];
+  const BlockDesc& d = blocks_[size_t(b)];
+  const k::Elem src_elem = offload_elem(opts_.storage_dtype);
+  const char* src = static_cast<const char*>(masters_[size_t(b)].data());
+  if (l.dtype != DType::F8_E4M3) {
+    // A perturbation with no terms is a plain round-to-nearest-even cast (kernels/zo_kernels.h).
+    k::PerturbArgs a{};
+    a.out = copies_[size_t(b)].data();
+    a.out_elem = offload_elem(l.dtype);
+    a.src = src;
+    a.src_elem = src_elem;
+    a.row_scales = nullptr;
+    a.row_len = d.numel;
+    a.n = d.numel;
+    a.pid = 0;
+    a.dist = k::Dist::Gaussian;
+    a.terms = nullptr;
+    a.nterms = 0;
+    k::ref::zo_perturb(a);
+    return;
+  }
+  uint8_t* dst = static_cast<uint8_t*>(copies_[size_t(b)].data());
+  float* scales = transfer_scales(b);
+  const int64_t esize = dtype_size(opts_.storage_dtype);
+  std::vector<RowSegment> one;
+  const std::vector<RowSegment>& segs = d.segments.empty() ? (one = {{1, d.numel}}) : d.segments;
+  int64_t off = 0, row = 0;
+  for (const RowSegment& s : segs) {
+    k::PackFp8Args a{};
+    a.src = src + off * esize;
+    a.src_elem = src_elem;
+    a.rows = s.rows;
+    a.cols = s.cols;
+    a.dst = dst + off;
+    a.scales = scales + row;
+    k::ref::pack_fp8_rows(a);
+    off += s.rows * s.cols;
+    row += s.rows;
+  }
+}
+
+bool BlockStore::all_pinned() const {
+  for (const HostBuffer& h : masters_)
+    if (!h.pinned()) return false;
+  for (const HostBuffer& h : copies_)
+    if (!h.pinned()) return false;
+  return true;
+}
+
+int64_t BlockStore::host_bytes() const {
+  int64_t s = 0;
+  for (const HostBuffer& h : masters_) s += int64_t(h.bytes());
+  for (const HostBuffer& h : copies_) s += int64_t(h.bytes());
+  return s;
+}
+
+}  // namespace zoff

@@ -1,0 +1,76 @@
+// BlockStore: every block's host master (pinned when possible) and optional transfer copy, allocated once.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <vector>
+
+#include "offload/host_memory.h"
+#include "offload/transfer_layout.h"
+#include "zoff/policy.h"
+
+namespace zoff {
+
+struct BlockStoreOptions {
+  DType storage_dtype = DType::F32;  // F32, BF16 or F16
+  TransferFormat transfer = TransferFormat::Same;
+  bool pin_memory = true;  // cudaHostAlloc in CUDA builds; pageable fallback warns
+};
+BlockStoreOptions block_store_options(const OffloadPolicy& p);
+
+// Note [Block store]
+// Block b is one contiguous host buffer of numel(b) storage-dtype elements: the master copy the
+// optimizer updates (CPU site) or the GPU writes back into (GPU site). When the transfer dtype
+// differs from the storage dtype (Note [Transfer layout]) each block also owns a transfer copy,
+// refreshed from the master by refresh_transfer_copy() (oneTBB, kernels/ref packers) after each
+// host-side update and uploaded instead of the master. All buffers are allocated in the
+// constructor and freed in the destructor; the tensor views are built once too, so handing them
+// out allocates nothing.
+class BlockStore {
+ public:
+  BlockStore(std::vector<BlockDesc> blocks, BlockStoreOptions opts);
+  BlockStore(const BlockStore&) = delete;
+  BlockStore& operator=(const BlockStore&) = delete;
+
+  int num_blocks() const { return int(blocks_.size()); }
+  const BlockDesc& desc(int b) const { return blocks_[check(b)]; }
+  DType storage_dtype() const { return opts_.storage_dtype; }
+  TransferFormat transfer_format() const { return opts_.transfer; }
+  DType transfer_dtype() const;
+
+  // The master: numel(b) elements of the storage dtype.
+  int64_t numel(int b) const { return blocks_[check(b)].numel; }
+  int64_t bytes(int b) const;
+  void* data(int b) const { return masters_[check(b)].data(); }
+  const at::Tensor& view(int b) const { return master_views_[check(b)]; }  // flat, CPU
+
+  // What travels: the transfer copy when there is one, else the master itself.
+  bool has_transfer_copy() const { return !copies_.empty(); }
+  const TransferLayout& layout(int b) const { return layouts_[check(b)]; }
+  int64_t transfer_bytes(int b) const { return layouts_[check(b)].total_bytes; }
+  int64_t max_transfer_bytes() const;
+  void* transfer_data(int b) const;
+  // Flat view of the transfer payload in the transfer dtype (fp8: numel bytes, kByte).
+  const at::Tensor& transfer_view(int b) const;
+  // fp8 transfers: the per-row scales inside the transfer copy; nullptr otherwise.
+  float* transfer_scales(int b) const;
+  // Re-derives block b's transfer copy from its master (no-op without a transfer copy).
+  void refresh_transfer_copy(int b);
+
+  bool all_pinned() const;
+  int64_t host_bytes() const;  // masters + transfer copies
+  int64_t allocation_count() const { return allocations_; }  // host buffers this store made
+
+ private:
+  int check(int b) const;
+  std::vector<BlockDesc> blocks_;
+  BlockStoreOptions opts_;
+  std::vector<TransferLayout> layouts_;
+  std::vector<HostBuffer> masters_;
+  std::vector<HostBuffer> copies_;  // empty when blocks travel in the storage dtype
+  std::vector<at::Tensor> master_views_;
+  std::vector<at::Tensor> transfer_views_;
+  int64_t allocations_ = 0;
+};
+
+}  // namespace zoff

@@ -1,0 +1,144 @@
+// CudaStreamDevice: cudaStream_t x3, cudaEvent_t, checked CUDA calls (Note [CUDA streams]).
+#include "offload/cuda_stream_device.h"
+
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <cuda_runtime.h>
+
+#include "offload/host_memory.h"
+#include "zoff/error.h"
+#include "zoff/log.h"
+
+#define ZOFF_CUDA_CHECK(expr)                                                              \
+  do {                                                                                     \
+    cudaError_t zoff_err_ = (expr);                                                        \
+    ZOFF_CHECK(zoff_err_ == cudaSuccess, #expr, " failed: ", cudaGetErrorString(zoff_err_)); \
+  } while (0)
+
+namespace zoff {
+
+namespace {
+// Makes device_index current for the scope (CUDA calls below act on the current device).
+struct DeviceScope {
+  explicit DeviceScope(int d) {
+    ZOFF_CUDA_CHECK(cudaGetDevice(&prev_));
+    if (prev_ != d) ZOFF_CUDA_CHECK(cudaSetDevice(d));
+    changed_ = prev_ != d;
+  }
+  ~DeviceScope() {
+    if (changed_) (void)cudaSetDevice(prev_);
+  }
+  int prev_ = 0;
+  bool changed_ = false;
+};
+}  // namespace
+
+CudaStreamDevice::CudaStreamDevice(int device_index) : device_index_(device_index) {
+  int count = 0;
+  ZOFF_CUDA_CHECK(cudaGetDeviceCount(&count));
+  ZOFF_CHECK(device_index >= 0 && device_index < count, "CUDA device ", device_index,
+             " does not exist (", count, " devices)");
+  DeviceScope scope(device_index_);
+  try {
+    for (cudaStream_t& s : streams_) {
+      ZOFF_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+      note_offload_allocation();
+    }
+  } catch (...) {
+    for (cudaStream_t s : streams_)
+      if (s) (void)cudaStreamDestroy(s);
+    throw;
+  }
+}
+
+CudaStreamDevice::~CudaStreamDevice() {
+  // No throwing from a destructor: log what fails.
+  int prev = 0;
+  (void)cudaGetDevice(&prev);
+  (void)cudaSetDevice(device_index_);
+  for (cudaStream_t s : streams_) {
+    if (!s) continue;
+    cudaError_t e = cudaStreamSynchronize(s);
+    if (e != cudaSuccess) log::error("CudaStreamDevice: cudaStreamSynchronize: {}", cudaGetErrorString(e));
+  }
+  for (cudaEvent_t e : events_) (void)cudaEventDestroy(e);
+  for (cudaEvent_t e : timers_) (void)cudaEventDestroy(e);
+  for (cudaStream_t s : streams_)
+    if (s) (void)cudaStreamDestroy(s);
+  (void)cudaSetDevice(prev);
+}
+
+at::Device CudaStreamDevice::device() const {
+  return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(device_index_));
+}
+
+cudaEvent_t CudaStreamDevice::event(EventId e) const {
+  ZOFF_CHECK(e >= 0 && size_t(e) < events_.size(), "CudaStreamDevice: unknown event ", e);
+  return events_[size_t(e)];
+}
+
+cudaEvent_t CudaStreamDevice::timer(TimerId t) const {
+  ZOFF_CHECK(t >= 0 && size_t(t) < timers_.size(), "CudaStreamDevice: unknown timer ", t);
+  return timers_[size_t(t)];
+}
+
+EventId CudaStreamDevice::create_event() {
+  DeviceScope scope(device_index_);
+  cudaEvent_t e = nullptr;
+  ZOFF_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+  events_.push_back(e);
+  note_offload_allocation();
+  return EventId(events_.size() - 1);
+}
+
+TimerId CudaStreamDevice::create_timer() {
+  DeviceScope scope(device_index_);
+  cudaEvent_t e = nullptr;
+  ZOFF_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDefault));
+  timers_.push_back(e);
+  note_offload_allocation();
+  return TimerId(timers_.size() - 1);
+}
+
+void CudaStreamDevice::copy_h2d(StreamId s, void* dst, const void* src, size_t bytes, int) {
+  ZOFF_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream(s)));
+}
+
+void CudaStreamDevice::copy_d2h(StreamId s, void* dst, const void* src, size_t bytes, int) {
+  ZOFF_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream(s)));
+}
+
+void CudaStreamDevice::launch(StreamId s, std::function<void()> fn, int) {
+  c10::cuda::CUDAStream cs = c10::cuda::getStreamFromExternal(
+      stream(s), static_cast<c10::DeviceIndex>(device_index_));
+  c10::cuda::CUDAStreamGuard guard(cs);  // also makes the stream's device current
+  fn();
+  // Surface launch errors of fn's kernels at the op that caused them.
+  ZOFF_CUDA_CHECK(cudaPeekAtLastError());
+}
+
+void CudaStreamDevice::record(StreamId s, EventId e) {
+  ZOFF_CUDA_CHECK(cudaEventRecord(event(e), stream(s)));
+}
+
+void CudaStreamDevice::wait(StreamId s, EventId e) {
+  ZOFF_CUDA_CHECK(cudaStreamWaitEvent(stream(s), event(e), 0));
+}
+
+void CudaStreamDevice::host_wait(EventId e) { ZOFF_CUDA_CHECK(cudaEventSynchronize(event(e))); }
+
+void CudaStreamDevice::mark(StreamId s, TimerId t) {
+  ZOFF_CUDA_CHECK(cudaEventRecord(timer(t), stream(s)));
+}
+
+double CudaStreamDevice::elapsed_ms(TimerId from, TimerId to) {
+  float ms = 0;
+  ZOFF_CUDA_CHECK(cudaEventElapsedTime(&ms, timer(from), timer(to)));
+  return double(ms);
+}
+
+void CudaStreamDevice::synchronize_all() {
+  for (cudaStream_t s : streams_) ZOFF_CUDA_CHECK(cudaStreamSynchronize(s));
+}
+
+}  // namespace zoff

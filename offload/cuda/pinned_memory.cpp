@@ -1,0 +1,26 @@
+// cudaHostAlloc / cudaFreeHost behind HostBuffer (compiled only with ZOFF_WITH_CUDA).
+#include <cuda_runtime.h>
+
+#include "offload/host_memory.h"
+#include "zoff/log.h"
+
+namespace zoff::detail {
+
+void* cuda_host_alloc(size_t bytes, const char** err) {
+  void* p = nullptr;
+  cudaError_t e = cudaHostAlloc(&p, bytes, cudaHostAllocDefault);
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();  // clear the non-sticky error so later calls do not see it
+    *err = cudaGetErrorString(e);
+    return nullptr;
+  }
+  return p;
+}
+
+void cuda_host_free(void* p) {
+  // Called from destructors: log instead of throwing.
+  cudaError_t e = cudaFreeHost(p);
+  if (e != cudaSuccess) log::error("cudaFreeHost failed: {}", cudaGetErrorString(e));
+}
+
+}  // namespace zoff::detail

@@ -1,0 +1,83 @@
+// Executor: runs a Plan for one step on a StreamDevice, calling back into the trainer per block.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "offload/block_store.h"
+#include "offload/plan.h"
+#include "offload/resident_blocks.h"
+#include "offload/slot_ring.h"
+#include "offload/stream_device.h"
+#include "offload/timeline.h"
+
+namespace zoff {
+
+// Called on the compute stream for each block in order with the block's flat buffer: the slot
+// view (transfer dtype, numel elements; fp8: the whole transfer range as bytes, Note [Transfer
+// layout]) or, for a resident block, its resident buffer (storage dtype). Whatever it writes into
+// the buffer is written back to the host master at the GPU update site.
+using ComputeFn = std::function<void(int block, at::Tensor buffer)>;
+// CPU update site: blocks the issuing thread until the host-side update of `block` (and the
+// refresh of its transfer copy) is finished -- typically waits on a future the trainer started
+// at the beginning of the step.
+using HostUpdateWaitFn = std::function<void(int block)>;
+
+struct ExecutorOptions {
+  bool timeline = false;  // time every op (timing events / steady_clock)
+};
+
+// Note [Executor]
+// run_step issues the plan's ops in order: for each op, wait on its events, (mark its start),
+// issue the copy or launch, (mark its end), record its events. The issuing thread never waits
+// on the device inside a step; the only host waits are WaitHostUpdate ops (CPU site) and one
+// synchronize_all at the end, so a step's device work is finished when run_step returns.
+// If anything throws while issuing, run_step still synchronises before rethrowing (the queued
+// work refers to the callback and buffers). Events, timers and tensor views are made by
+// prepare() (called by the first run_step of a plan shape); later steps allocate nothing.
+class Executor {
+ public:
+  // ring may be null when no block is streamed; resident may be null when none is resident.
+  Executor(StreamDevice& dev, BlockStore& store, SlotRing* ring, ResidentBlocks* resident,
+           ExecutorOptions opts = {});
+
+  // Checks that the plan fits the store, ring and resident set, validates it, and creates the
+  // events, timers and views it needs (only what earlier plans did not already create).
+  void prepare(const Plan& plan);
+  void run_step(const Plan& plan, const ComputeFn& compute, const HostUpdateWaitFn& host_update_wait = {});
+
+  // The last step. Timeline-derived values need ExecutorOptions::timeline.
+  const std::vector<OpTiming>& timeline() const { return timeline_; }
+  double wall_ms() const { return wall_ms_; }               // run_step's host wall time
+  double host_wait_ms() const { return host_wait_ms_; }     // spent in WaitHostUpdate
+  double step_ms() const { return timeline_span_ms(timeline_); }
+  double h2d_busy_fraction() const { return busy_fraction(timeline_, OpKind::Upload); }
+  double d2h_busy_fraction() const { return busy_fraction(timeline_, OpKind::Offload); }
+  double compute_busy_fraction() const { return busy_fraction(timeline_, OpKind::Compute); }
+  void write_chrome_trace(const std::string& path) const { zoff::write_chrome_trace(timeline_, path); }
+  int64_t steps() const { return steps_; }
+
+ private:
+  void issue(const Plan& plan, const ComputeFn& compute, const HostUpdateWaitFn& host_update_wait);
+  EventId ev(EventRef e, int num_slots) const { return events_[size_t(event_index(e, num_slots))]; }
+
+  StreamDevice& dev_;
+  BlockStore& store_;
+  SlotRing* ring_;
+  ResidentBlocks* resident_;
+  ExecutorOptions opts_;
+  std::vector<EventId> events_;
+  std::vector<TimerId> timers_;  // [0] step start, then 2 per op
+  TimerId start_timer_ = -1;
+  std::vector<at::Tensor> views_;     // per block: what the compute callback gets
+  std::vector<int> view_slots_;       // the slot each view was made for (-1 resident)
+  std::vector<OpTiming> timeline_;
+  double wall_ms_ = 0;
+  double host_wait_ms_ = 0;
+  int64_t steps_ = 0;
+};
+
+}  // namespace zoff
