@@ -58,6 +58,7 @@ class SafetensorsFile {
 class Checkpoint {
  public:
   // dir must contain model.safetensors or model.safetensors.index.json (InputError otherwise).
+  // The index wins when both exist. `dir` may also name a single .safetensors file.
   static Checkpoint open(const std::string& dir);
 
   const std::string& dir() const { return dir_; }
@@ -75,6 +76,9 @@ class Checkpoint {
   // Same checks; converts into dst (contiguous, numel == product(shape), any float dtype,
   // CPU memory, e.g. a slice of a pinned block buffer).
   void load_into(const std::string& name, const std::vector<int64_t>& shape, at::Tensor dst) const;
+  // Converts elements [begin, begin + dst.numel()) of the flattened stored tensor into dst
+  // (contiguous CPU, any shape). No shape check: lets callers split one big tensor over threads.
+  void load_range_into(const std::string& name, int64_t begin, at::Tensor dst) const;
 
  private:
   std::string dir_;
@@ -88,14 +92,28 @@ void write_safetensors(const std::string& path,
                        const std::vector<std::pair<std::string, at::Tensor>>& tensors,
                        const std::map<std::string, std::string>& metadata = {});
 
+// One tensor with an explicit stored dtype: its bytes must already be in that dtype's layout
+// (element size dtype_size(dtype)), e.g. raw e4m3fn bytes held as kByte written as F8_E4M3.
+struct RawTensor {
+  std::string name;
+  at::Tensor data;
+  DType dtype;
+};
+void write_safetensors_raw(const std::string& path, const std::vector<RawTensor>& tensors,
+                           const std::map<std::string, std::string>& metadata = {});
+
+// Writes a small file (JSON, text) atomically, like write_safetensors.
+void write_file_atomic(const std::string& path, const std::string& contents);
+
 // Writes an HF-layout checkpoint into dir: one model.safetensors when it fits in
 // max_shard_bytes, else model-0000i-of-0000n.safetensors + model.safetensors.index.json.
-// Each file is written atomically; the index last.
+// Each file is written atomically; the index last. See Note [Checkpoint overwrite].
 void write_checkpoint(const std::string& dir,
                       const std::vector<std::pair<std::string, at::Tensor>>& tensors,
                       int64_t max_shard_bytes = int64_t(5) << 30);
 
-// at::ScalarType <-> DType (F8_E4M3 maps to kByte where the LibTorch has no float8 type).
+// at::ScalarType <-> DType. F8_E4M3 maps to kByte on every LibTorch (Note [F8_E4M3 as bytes]);
+// from_scalar_type also takes kFloat8_e4m3fn on LibTorch 2.x.
 at::ScalarType to_scalar_type(DType t);
 DType from_scalar_type(at::ScalarType t);
 
