@@ -54,6 +54,7 @@ class ZoOptimizer {
   // Applies pending() to the parameters of one group (flat buffer of group g, any device).
   void apply_update(const GroupLayout& g, const at::Tensor& flat) const;
   Directions& directions() { return *dirs_; }
+  void replace_directions(std::unique_ptr<Directions> d) { dirs_ = std::move(d); }
   const OptimizerConfig& config() const { return cfg_; }
   uint64_t base_seed() const { return seed_; }
 
@@ -64,8 +65,10 @@ class ZoOptimizer {
   double lr_at(int64_t step) const;  // the schedule
   int64_t total_steps() const { return total_steps_; }
 
- protected:
+  // (Abstract; public so that subclasses can inherit it with `using`.)
   ZoOptimizer(OptimizerConfig cfg, uint64_t seed, int64_t total_steps, std::unique_ptr<Directions> d);
+
+ protected:
   OptimizerConfig cfg_;
   uint64_t seed_;
   int64_t total_steps_;
@@ -74,9 +77,11 @@ class ZoOptimizer {
   int64_t step_ = -1;  // step of the open request
 };
 
-// Validates cfg (InputError naming `source` and the key) and builds the optimizer.
+// Validates cfg (InputError naming `source` and the key) and builds the optimizer. `dirs`
+// replaces the optimizer's own directions (tests feed explicit z from a file).
 std::unique_ptr<ZoOptimizer> make_optimizer(const OptimizerConfig& cfg, uint64_t seed,
-                                            int64_t total_steps, const std::string& source = "optimizer");
+                                            int64_t total_steps, const std::string& source = "optimizer",
+                                            std::unique_ptr<Directions> dirs = nullptr);
 void validate_optimizer_config(const OptimizerConfig& cfg, const std::string& source);
 
 }  // namespace zoff

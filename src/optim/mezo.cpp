@@ -26,7 +26,7 @@ class MeZO : public ZoOptimizer {
     step_ = t;
     seed_t_ = k::step_seed(seed_, uint64_t(t), 0);
     basis_ = subzero_ ? t / cfg_.subzero_period : 0;
-    if (subzero_) static_cast<LowRankDirections&>(*dirs_).evict_before(basis_ - 1);
+    if (auto* lr = dynamic_cast<LowRankDirections*>(dirs_.get())) lr->evict_before(basis_ - 1);
     StepRequest r;
     r.step = t;
     r.forwards = {Perturbation{{DirTerm{seed_t_, cfg_.eps, basis_}}},

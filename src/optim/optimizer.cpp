@@ -113,15 +113,18 @@ void validate_optimizer_config(const OptimizerConfig& c, const std::string& src)
 }
 
 std::unique_ptr<ZoOptimizer> make_optimizer(const OptimizerConfig& cfg, uint64_t seed,
-                                            int64_t total_steps, const std::string& source) {
+                                            int64_t total_steps, const std::string& source,
+                                            std::unique_ptr<Directions> dirs) {
   validate_optimizer_config(cfg, source);
+  std::unique_ptr<ZoOptimizer> o;
   switch (cfg.kind) {
-    case OptimizerKind::MeZO: return make_mezo(cfg, seed, total_steps);
-    case OptimizerKind::SubZero: return make_subzero(cfg, seed, total_steps);
-    case OptimizerKind::FZOO: return make_fzoo(cfg, seed, total_steps);
-    case OptimizerKind::SVRG: return make_svrg(cfg, seed, total_steps);
+    case OptimizerKind::MeZO: o = make_mezo(cfg, seed, total_steps); break;
+    case OptimizerKind::SubZero: o = make_subzero(cfg, seed, total_steps); break;
+    case OptimizerKind::FZOO: o = make_fzoo(cfg, seed, total_steps); break;
+    case OptimizerKind::SVRG: o = make_svrg(cfg, seed, total_steps); break;
   }
-  ZOFF_FAIL("unknown optimizer");
+  if (dirs) o->replace_directions(std::move(dirs));
+  return o;
 }
 
 }  // namespace zoff

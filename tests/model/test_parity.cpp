@@ -40,6 +40,7 @@ TEST_P(Parity, LogitsAndLossMatchTransformers) {
   EXPECT_LT(e, 1e-4) << GetParam() << " logits relative error " << e;
   double loss = causal_lm_loss(logits, labels_from_inputs(ids, mask)).item<double>();
   double ref_loss = get("loss").item<double>();
+  std::printf("[parity] %-22s logits rel err %.3g, loss %.8f vs %.8f\n", GetParam(), e, loss, ref_loss);
   EXPECT_NEAR(loss, ref_loss, 1e-5) << GetParam();
 }
 
