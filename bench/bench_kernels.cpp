@@ -1,0 +1,255 @@
+// Bandwidth of the ZO kernels (GPU and oneTBB host), next to a device-to-device copy measured in the same run.
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/ref/scalar.h"
+#include "kernels/zo_kernels.h"
+
+#if defined(ZOFF_KERNELS_CUDA)
+#include <cuda_runtime.h>
+#endif
+
+// Note [Kernel bandwidth]
+// Every number is bytes that must move (each input read once, each output written once) over the
+// time the device took, from CUDA events around each iteration: zo_update moves 2 * n * sizeof(theta),
+// zo_perturb n * (sizeof(src) + sizeof(out)), pack_fp8 n * (sizeof(src) + 1), the D2D copy 2 * bytes.
+// Counters: GB/s (1e9 bytes per second) and of_d2d, that figure over the cudaMemcpy
+// device-to-device bandwidth measured once at start-up on a 1 GiB buffer (median of 20). Buffers are
+// far larger than the 50 MB L2. Google Benchmark's own rate counters divide by CPU time, which
+// says nothing about asynchronous GPU work, hence the manual counters.
+
+namespace zoff::k {
+namespace {
+
+void set_rate(benchmark::State& st, double bytes_per_iter, double seconds, double d2d_gbps) {
+  const double gbps = bytes_per_iter * double(st.iterations()) / seconds / 1e9;
+  st.counters["GB/s"] = gbps;
+  if (d2d_gbps > 0) st.counters["of_d2d"] = gbps / d2d_gbps;
+}
+
+std::vector<uint8_t> random_bits(Elem e, int64_t n) {
+  std::mt19937 rng(7);
+  std::normal_distribution<float> nd;
+  std::vector<uint8_t> v(size_t(n) * elem_size(e));
+  for (int64_t i = 0; i < n; ++i) {
+    float f = nd(rng);
+    if (e == Elem::F32) reinterpret_cast<float*>(v.data())[i] = f;
+    else if (e == Elem::BF16) reinterpret_cast<uint16_t*>(v.data())[i] = ref::float_to_bf16_rne(f);
+    else if (e == Elem::F16) reinterpret_cast<uint16_t*>(v.data())[i] = ref::float_to_f16_rne(f);
+    else v[size_t(i)] = ref::float_to_e4m3_rne(f * 60.0f);
+  }
+  return v;
+}
+
+// ---- host (oneTBB) ----
+
+void BM_PackFp8Host(benchmark::State& st) {
+  const int64_t rows = 2048, cols = 4096, n = rows * cols;
+  std::vector<uint8_t> src = random_bits(Elem::F32, n), dst(static_cast<size_t>(n));
+  std::vector<float> scales(static_cast<size_t>(rows));
+  double secs = 0;
+  for (auto _ : st) {
+    auto t0 = std::chrono::steady_clock::now();
+    ref::pack_fp8_rows({src.data(), Elem::F32, rows, cols, dst.data(), scales.data()});
+    secs += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    benchmark::DoNotOptimize(dst.data());
+  }
+  set_rate(st, double(n) * 5, secs, 0);
+}
+BENCHMARK(BM_PackFp8Host)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_ZoUpdateHost(benchmark::State& st) {
+  const Elem e = Elem(st.range(0));
+  const Dist d = Dist(st.range(1));
+  const int64_t n = int64_t(1) << 23;
+  std::vector<uint8_t> theta = random_bits(e, n);
+  ZTerm t{step_seed(1, 2, 3), 1e-3f};
+  double secs = 0;
+  for (auto _ : st) {
+    auto t0 = std::chrono::steady_clock::now();
+    ref::zo_update({theta.data(), e, n, 42, d, &t, 1, 0.0f, 0});
+    secs += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  set_rate(st, double(n) * 2 * elem_size(e), secs, 0);
+}
+BENCHMARK(BM_ZoUpdateHost)
+    ->ArgNames({"elem", "dist"})
+    ->Args({int(Elem::F32), int(Dist::Gaussian)})
+    ->Args({int(Elem::BF16), int(Dist::Rademacher)})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+#if defined(ZOFF_KERNELS_CUDA)
+
+bool have_gpu() {
+  int n = 0;
+  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+}
+
+struct Dev {
+  explicit Dev(size_t bytes) { ok = cudaMalloc(&p, bytes) == cudaSuccess; }
+  ~Dev() { cudaFree(p); }
+  void* p = nullptr;
+  bool ok = false;
+};
+
+// Times fn() with CUDA events; returns seconds.
+template <typename F>
+double time_gpu(F&& fn) {
+  cudaEvent_t a, b;
+  cudaEventCreate(&a);
+  cudaEventCreate(&b);
+  cudaEventRecord(a);
+  fn();
+  cudaEventRecord(b);
+  cudaEventSynchronize(b);
+  float ms = 0;
+  cudaEventElapsedTime(&ms, a, b);
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  return ms * 1e-3;
+}
+
+// cudaMemcpy device-to-device bandwidth (bytes read + written), measured once.
+double d2d_gbps() {
+  static const double v = [] {
+    if (!have_gpu()) return 0.0;
+    const size_t bytes = size_t(1) << 30;
+    Dev a(bytes), b(bytes);
+    if (!a.ok || !b.ok) return 0.0;
+    cudaMemset(a.p, 1, bytes);
+    std::vector<double> t;
+    for (int i = 0; i < 23; ++i) {
+      double s = time_gpu([&] { cudaMemcpyAsync(b.p, a.p, bytes, cudaMemcpyDeviceToDevice); });
+      if (i >= 3) t.push_back(s);
+    }
+    std::sort(t.begin(), t.end());
+    return 2.0 * double(bytes) / t[t.size() / 2] / 1e9;
+  }();
+  return v;
+}
+
+bool gpu_ready(benchmark::State& st) {
+  if (!have_gpu()) {
+    st.SkipWithError("no CUDA device");
+    return false;
+  }
+  return true;
+}
+
+void BM_D2DCopy(benchmark::State& st) {
+  if (!gpu_ready(st)) return;
+  const size_t bytes = size_t(1) << 30;
+  Dev a(bytes), b(bytes);
+  cudaMemset(a.p, 1, bytes);
+  double secs = 0;
+  for (auto _ : st) {
+    double s = time_gpu([&] { cudaMemcpyAsync(b.p, a.p, bytes, cudaMemcpyDeviceToDevice); });
+    st.SetIterationTime(s);
+    secs += s;
+  }
+  set_rate(st, 2.0 * double(bytes), secs, d2d_gbps());
+}
+BENCHMARK(BM_D2DCopy)->UseManualTime()->Unit(benchmark::kMillisecond);
+
+// zo_update on 2^28 elements (1 GiB of fp32, 512 MiB of bf16).
+void BM_ZoUpdate(benchmark::State& st) {
+  if (!gpu_ready(st)) return;
+  const Elem e = Elem(st.range(0));
+  const Dist d = Dist(st.range(1));
+  const int nterms = int(st.range(2));
+  const uint64_t sr = uint64_t(st.range(3));
+  const int64_t n = int64_t(1) << 28;
+  Dev theta(size_t(n) * elem_size(e));
+  std::vector<uint8_t> host = random_bits(e, int64_t(1) << 20);
+  for (int64_t off = 0; off < n; off += int64_t(1) << 20)
+    cudaMemcpy(static_cast<char*>(theta.p) + off * elem_size(e), host.data(), host.size(), cudaMemcpyHostToDevice);
+  std::vector<ZTerm> terms;
+  for (int k = 0; k < nterms; ++k) terms.push_back({step_seed(5, 6, uint64_t(k)), 1e-4f * float(k % 2 ? -1 : 1)});
+  UpdateArgs a{theta.p, e, n, param_id("bench"), d, terms.data(), nterms, 0.0f, sr};
+  zo_update(a, nullptr);  // warm-up: module load, occupancy queries
+  double secs = 0;
+  for (auto _ : st) {
+    double s = time_gpu([&] { zo_update(a, nullptr); });
+    st.SetIterationTime(s);
+    secs += s;
+  }
+  set_rate(st, 2.0 * double(n) * elem_size(e), secs, d2d_gbps());
+}
+BENCHMARK(BM_ZoUpdate)
+    ->ArgNames({"elem", "dist", "terms", "sr"})
+    ->Args({int(Elem::F32), int(Dist::Gaussian), 1, 0})
+    ->Args({int(Elem::F32), int(Dist::Rademacher), 1, 0})
+    ->Args({int(Elem::BF16), int(Dist::Gaussian), 1, 0})
+    ->Args({int(Elem::BF16), int(Dist::Gaussian), 1, 1})
+    ->Args({int(Elem::BF16), int(Dist::Rademacher), 1, 0})
+    ->Args({int(Elem::BF16), int(Dist::Rademacher), 1, 1})
+    ->Args({int(Elem::F32), int(Dist::Rademacher), 8, 0})
+    ->Args({int(Elem::BF16), int(Dist::Gaussian), 2, 0})
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+
+// zo_perturb of 2^28 elements: bf16 -> bf16 (the perturbed copy) and fp8 -> bf16 (from the transfer format).
+void BM_ZoPerturb(benchmark::State& st) {
+  if (!gpu_ready(st)) return;
+  const Elem src_e = Elem(st.range(0));
+  const Dist d = Dist(st.range(1));
+  const int64_t n = int64_t(1) << 28, row_len = 8192;
+  Dev src(size_t(n) * elem_size(src_e)), out(size_t(n) * 2), scales(size_t(n / row_len) * 4);
+  std::vector<uint8_t> host = random_bits(src_e, int64_t(1) << 20);
+  for (int64_t off = 0; off < n; off += int64_t(1) << 20)
+    cudaMemcpy(static_cast<char*>(src.p) + off * elem_size(src_e), host.data(), host.size(), cudaMemcpyHostToDevice);
+  std::vector<float> hs(size_t(n / row_len), 0.01f);
+  cudaMemcpy(scales.p, hs.data(), hs.size() * 4, cudaMemcpyHostToDevice);
+  ZTerm t{step_seed(9, 9, 9), 1e-3f};
+  PerturbArgs a{out.p, Elem::BF16, src.p, src_e, static_cast<float*>(scales.p), row_len, n, param_id("bench"), d, &t, 1};
+  zo_perturb(a, nullptr);
+  double secs = 0;
+  for (auto _ : st) {
+    double s = time_gpu([&] { zo_perturb(a, nullptr); });
+    st.SetIterationTime(s);
+    secs += s;
+  }
+  set_rate(st, double(n) * (elem_size(src_e) + 2), secs, d2d_gbps());
+}
+BENCHMARK(BM_ZoPerturb)
+    ->ArgNames({"src", "dist"})
+    ->Args({int(Elem::BF16), int(Dist::Gaussian)})
+    ->Args({int(Elem::BF16), int(Dist::Rademacher)})
+    ->Args({int(Elem::F8E4M3), int(Dist::Gaussian)})
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+
+// pack_fp8_rows of a 16384 x 16384 matrix (fp32: 1 GiB, bf16: 512 MiB).
+void BM_PackFp8(benchmark::State& st) {
+  if (!gpu_ready(st)) return;
+  const Elem e = Elem(st.range(0));
+  const int64_t rows = 16384, cols = 16384, n = rows * cols;
+  Dev src(size_t(n) * elem_size(e)), dst(static_cast<size_t>(n)), scales(size_t(rows) * 4);
+  std::vector<uint8_t> host = random_bits(e, int64_t(1) << 20);
+  for (int64_t off = 0; off < n; off += int64_t(1) << 20)
+    cudaMemcpy(static_cast<char*>(src.p) + off * elem_size(e), host.data(), host.size(), cudaMemcpyHostToDevice);
+  PackFp8Args a{src.p, e, rows, cols, static_cast<uint8_t*>(dst.p), static_cast<float*>(scales.p)};
+  pack_fp8_rows(a, nullptr);
+  double secs = 0;
+  for (auto _ : st) {
+    double s = time_gpu([&] { pack_fp8_rows(a, nullptr); });
+    st.SetIterationTime(s);
+    secs += s;
+  }
+  set_rate(st, double(n) * (elem_size(e) + 1), secs, d2d_gbps());
+}
+BENCHMARK(BM_PackFp8)->ArgNames({"elem"})->Arg(int(Elem::F32))->Arg(int(Elem::BF16))->UseManualTime()->Unit(benchmark::kMillisecond);
+
+#endif  // ZOFF_KERNELS_CUDA
+
+}  // namespace
+}  // namespace zoff::k
+
+BENCHMARK_MAIN();

@@ -1,0 +1,275 @@
+// The one elementwise ZO kernel behind zo_update and zo_perturb: a read-modify-write pass, z in registers.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/cuda_check.cuh"
+#include "kernels/ref/ew_job.h"
+#include "kernels/ref/scalar.h"
+#include "kernels/zo_kernels.h"
+
+namespace zoff::k {
+
+// Note [Elementwise kernel layout]
+// One launch = one pass of Note [Term passes]. Element i of the launch has parameter index
+// g = first + i, and everything random is a function of g alone, so the work can be cut anywhere.
+// - Vector body: the longest run [vbeg, vend) where out and src are 16-byte aligned and g is a
+//   multiple of V = 16 / min(sizeof out, sizeof src) elements (4 for fp32, 8 for 16-bit, 16 from
+//   fp8). A thread moves V elements with 16-byte loads/stores (streaming cache hints), so a
+//   Gaussian group (4 elements, one Philox call, Note [Philox keying]) never straddles threads.
+// - Warps walk 1024-index tiles (aligned to g = 0 mod 1024) in a grid-stride loop, loading all of a
+//   tile's rows before computing so that several 16-byte loads per thread are in flight.
+// - Rademacher: a tile spans 8 Philox blocks of 128 signs; lane l computes word (l & 3) of block
+//   (l >> 2) once per term, and the thread holding indices g.. fetches its word with one shuffle
+//   from lane (g mod 1024) / 32: 1 Philox call per 1024 elements instead of one per thread.
+// - Stochastic rounding bits: one Philox call per 8 elements (Note [Stochastic rounding]).
+// - Scalar part: the head before vbeg, the tail after vend (fewer than V elements each), or the
+//   whole range when the pointers or `first` do not allow vectors, is done by groups of 4 indices
+//   aligned to g = 0 mod 4 (one Philox call per group and term) with scalar loads.
+struct EwParams {
+  void* out;
+  const void* src;
+  const float* row_scales;
+  int64_t row_len;
+  int64_t n, first;
+  uint64_t pid;
+  float keep;
+  uint64_t sr_key;
+  int nterms;
+  uint64_t seed[kMaxTerms];
+  float coeff[kMaxTerms];
+  int64_t vbeg, vend;  // the vector body in launch indices; empty when vbeg == vend
+};
+
+constexpr int kEwBlock = 256;
+constexpr int kTile = 1024;
+
+template <Elem OUT, Elem SRC>
+constexpr int ew_vec() {
+  return 16 / (elem_size(OUT) < elem_size(SRC) ? elem_size(OUT) : elem_size(SRC));
+}
+
+// 32-bit word w of a vector held as uint4s (w a compile-time constant after unrolling: registers).
+template <int N>
+__device__ __forceinline__ uint32_t u4_word(const uint4 (&a)[N], int w) {
+  const uint4& v = a[w >> 2];
+  return (w & 3) == 0 ? v.x : (w & 3) == 1 ? v.y : (w & 3) == 2 ? v.z : v.w;
+}
+
+// Bits of element j (of ES bytes) of a vector held as uint4s.
+template <int ES, int N>
+__device__ __forceinline__ uint32_t vec_elem(const uint4 (&a)[N], int j) {
+  if constexpr (ES == 4) return u4_word(a, j);
+  else if constexpr (ES == 2) return (u4_word(a, j >> 1) >> (16 * (j & 1))) & 0xFFFFu;
+  else return (u4_word(a, j >> 2) >> (8 * (j & 3))) & 0xFFu;
+}
+
+template <Elem SRC>
+__device__ __forceinline__ float load_scalar(const EwParams& p, int64_t i) {
+  if constexpr (SRC == Elem::F32) return __ldcs(static_cast<const float*>(p.src) + i);
+  else if constexpr (SRC == Elem::F8E4M3)
+    return mul_rn(decode<SRC>(static_cast<const uint8_t*>(p.src)[i]), p.row_scales[i / p.row_len]);
+  else return decode<SRC>(static_cast<const uint16_t*>(p.src)[i]);
+}
+
+template <Elem OUT>
+__device__ __forceinline__ void store_scalar(const EwParams& p, int64_t i, uint32_t bits) {
+  if constexpr (OUT == Elem::F32) static_cast<uint32_t*>(p.out)[i] = bits;
+  else static_cast<uint16_t*>(p.out)[i] = uint16_t(bits);
+}
+
+__device__ __forceinline__ uint32_t pick_word(const Philox4& r, int w) {
+  return (w & 2) ? ((w & 1) ? r.v[3] : r.v[2]) : ((w & 1) ? r.v[1] : r.v[0]);
+}
+
+template <Elem OUT, Elem SRC, Dist D, bool SR>
+__global__ void __launch_bounds__(kEwBlock, 3) ew_kernel(const __grid_constant__ EwParams p) {
+  constexpr int V = ew_vec<OUT, SRC>();
+  constexpr int OS = elem_size(OUT), SS = elem_size(SRC);
+  constexpr int SRC_U4 = V * SS / 16, OUT_U4 = V * OS / 16;
+  constexpr int ROWS = kTile / (32 * V);
+  static_assert(!SR || V % 8 == 0, "stochastic rounding draws bits for groups of 8");
+  const int lane = threadIdx.x & 31;
+  const int64_t tid = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t nthreads = int64_t(gridDim.x) * blockDim.x;
+
+  // ---- vector body ----
+  if (p.vend > p.vbeg) {
+    const int64_t abeg = p.first + p.vbeg, aend = p.first + p.vend;
+    const int64_t t1 = (aend + kTile - 1) / kTile;
+    for (int64_t t = abeg / kTile + (tid >> 5); t < t1; t += nthreads >> 5) {
+      const int64_t T0 = t * kTile;
+      uint32_t rw[kMaxTerms];
+      if constexpr (D == Dist::Rademacher) {
+        ZOFF_UNROLL
+        for (int k = 0; k < kMaxTerms; ++k)
+          if (k < p.nterms) rw[k] = pick_word(philox_block(p.seed[k], p.pid, uint64_t(T0 >> 7) + (lane >> 2)), lane & 3);
+      }
+      uint4 sv[ROWS][SRC_U4];
+      ZOFF_UNROLL
+      for (int r = 0; r < ROWS; ++r) {
+        const int64_t g = T0 + int64_t(r * 32 + lane) * V;
+        if (g >= abeg && g < aend) {
+          const uint4* s = reinterpret_cast<const uint4*>(static_cast<const char*>(p.src) + (g - p.first) * SS);
+          ZOFF_UNROLL
+          for (int u = 0; u < SRC_U4; ++u) sv[r][u] = __ldcs(s + u);
+        }
+      }
+      ZOFF_UNROLL
+      for (int r = 0; r < ROWS; ++r) {
+        const int64_t g = T0 + int64_t(r * 32 + lane) * V;
+        uint32_t zw[kMaxTerms];
+        if constexpr (D == Dist::Rademacher) {
+          ZOFF_UNROLL
+          for (int k = 0; k < kMaxTerms; ++k)
+            if (k < p.nterms) zw[k] = __shfl_sync(0xffffffffu, rw[k], int((g - T0) >> 5)) >> (g & 31);
+        }
+        if (g < abeg || g >= aend) continue;
+        const int64_t i0 = g - p.first;
+        float x[V];
+        if constexpr (SRC == Elem::F8E4M3) {
+          int64_t row = i0 / p.row_len, rem = i0 - row * p.row_len;
+          ZOFF_UNROLL
+          for (int j = 0; j < V; ++j) {
+            x[j] = mul_rn(decode<SRC>(vec_elem<SS>(sv[r], j)), p.row_scales[row]);
+            if (++rem == p.row_len) rem = 0, ++row;
+          }
+        } else {
+          ZOFF_UNROLL
+          for (int j = 0; j < V; ++j) x[j] = decode<SRC>(vec_elem<SS>(sv[r], j));
+        }
+        float acc[V];
+        ZOFF_UNROLL
+        for (int j = 0; j < V; ++j) acc[j] = 0.0f;
+        if constexpr (D == Dist::Gaussian) {
+#pragma unroll 1
+          for (int k = 0; k < p.nterms; ++k) {  // not unrolled: Box-Muller is long, terms few
+            float z[V];
+            ZOFF_UNROLL
+            for (int q = 0; q < V / 4; ++q) gaussian4(philox_block(p.seed[k], p.pid, uint64_t(g >> 2) + q), z + 4 * q);
+            ZOFF_UNROLL
+            for (int j = 0; j < V; ++j) acc[j] = add_rn(acc[j], mul_rn(p.coeff[k], z[j]));
+          }
+        } else {
+          ZOFF_UNROLL
+          for (int k = 0; k < kMaxTerms; ++k) {
+            if (k >= p.nterms) break;
+            ZOFF_UNROLL
+            for (int j = 0; j < V; ++j) acc[j] = add_rn(acc[j], mul_rn(p.coeff[k], ((zw[k] >> j) & 1u) ? -1.0f : 1.0f));
+          }
+        }
+        uint32_t ow[OUT_U4 * 4];
+        ZOFF_UNROLL
+        for (int u = 0; u < OUT_U4 * 4; ++u) ow[u] = 0;
+        ZOFF_UNROLL
+        for (int s8 = 0; s8 < (V + 7) / 8; ++s8) {
+          Philox4 sr{};
+          if constexpr (SR) sr = philox_block(p.sr_key, p.pid, uint64_t(g >> 3) + s8);
+          ZOFF_UNROLL
+          for (int jj = 0; jj < 8 && s8 * 8 + jj < V; ++jj) {
+            const int j = s8 * 8 + jj;
+            float t = mul_rn(x[j], p.keep);
+            float v = p.nterms > 0 ? add_rn(t, acc[j]) : t;
+            uint32_t r16 = SR ? (sr.v[jj >> 1] >> (16 * (jj & 1))) & 0xFFFFu : 0u;
+            uint32_t b = encode<OUT, SR>(v, r16);
+            if constexpr (OS == 4) ow[j] = b;
+            else ow[j >> 1] |= b << (16 * (j & 1));
+          }
+        }
+        uint4* o = reinterpret_cast<uint4*>(static_cast<char*>(p.out) + i0 * OS);
+        ZOFF_UNROLL
+        for (int u = 0; u < OUT_U4; ++u) __stcs(o + u, make_uint4(ow[4 * u], ow[4 * u + 1], ow[4 * u + 2], ow[4 * u + 3]));
+      }
+    }
+  }
+
+  // ---- scalar part: groups of 4 parameter indices ----
+  const bool has_vec = p.vend > p.vbeg;
+  const int64_t ra0 = 0, ra1 = has_vec ? p.vbeg : p.n, rb0 = has_vec ? p.vend : p.n, rb1 = p.n;
+  const int64_t qa0 = (p.first + ra0) >> 2, na = ra1 > ra0 ? ((p.first + ra1 - 1) >> 2) - qa0 + 1 : 0;
+  const int64_t qb0 = (p.first + rb0) >> 2, nb = rb1 > rb0 ? ((p.first + rb1 - 1) >> 2) - qb0 + 1 : 0;
+  for (int64_t w = tid; w < na + nb; w += nthreads) {
+    const bool in_a = w < na;
+    const int64_t q = in_a ? qa0 + w : qb0 + (w - na);
+    const int64_t lo = p.first + (in_a ? ra0 : rb0), hi = p.first + (in_a ? ra1 : rb1);
+    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int k = 0; k < p.nterms; ++k) {
+      float z[4];
+      z_group<D>(p.seed[k], p.pid, uint64_t(q), z);
+      ZOFF_UNROLL
+      for (int j = 0; j < 4; ++j) acc[j] = add_rn(acc[j], mul_rn(p.coeff[k], z[j]));
+    }
+    Philox4 sr{};
+    if constexpr (SR) sr = philox_block(p.sr_key, p.pid, uint64_t(q >> 1));
+    ZOFF_UNROLL
+    for (int j = 0; j < 4; ++j) {
+      const int64_t g = 4 * q + j;
+      if (g < lo || g >= hi) continue;
+      const int64_t i = g - p.first;
+      float t = mul_rn(load_scalar<SRC>(p, i), p.keep);
+      float v = p.nterms > 0 ? add_rn(t, acc[j]) : t;
+      store_scalar<OUT>(p, i, encode<OUT, SR>(v, SR ? sr_r16(sr, uint64_t(g)) : 0u));
+    }
+  }
+}
+
+// Blocks for a grid-stride launch of `threads` work items, at most one full wave of `kern`. The
+// occupancy is read once per instantiation (zoff drives one device type per process).
+template <typename Kernel>
+int ew_grid(Kernel kern, int64_t threads) {
+  int per_sm = 0;
+  ZOFF_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kern, kEwBlock, 0));
+  const int64_t wave = int64_t(sm_count()) * (per_sm > 0 ? per_sm : 1);
+  const int64_t need = (threads + kEwBlock - 1) / kEwBlock;
+  return int(need < 1 ? 1 : need < wave ? need : wave);
+}
+
+// One pass: the vector body for (out, src) and the launch of ew_kernel<OUT, SRC, D, SR>.
+template <Elem OUT, Elem SRC, Dist D, bool SR>
+void ew_pass(EwParams& p, cudaStream_t s) {
+  constexpr int V = ew_vec<OUT, SRC>();
+  constexpr int OS = elem_size(OUT), SS = elem_size(SRC);
+  const uintptr_t ao = reinterpret_cast<uintptr_t>(p.out), as = reinterpret_cast<uintptr_t>(p.src);
+  p.vbeg = p.vend = 0;
+  if (ao % OS == 0 && as % SS == 0) {
+    const int64_t h = int64_t((16 - ao % 16) % 16) / OS;
+    if ((as + uint64_t(h) * SS) % 16 == 0 && (p.first + h) % V == 0 && p.n - h >= V) {
+      p.vbeg = h;
+      p.vend = h + (p.n - h) / V * V;
+    }
+  }
+  const bool vec = p.vend > p.vbeg;
+  const int64_t tiles = vec ? (p.first + p.vend + kTile - 1) / kTile - (p.first + p.vbeg) / kTile : 0;
+  const int64_t groups = vec ? 6 : p.n / 4 + 2;
+  static const int grid_cap = ew_grid(ew_kernel<OUT, SRC, D, SR>, int64_t(1) << 40);
+  const int64_t need = ((tiles * 32 > groups ? tiles * 32 : groups) + kEwBlock - 1) / kEwBlock;
+  const int grid = int(need < grid_cap ? (need < 1 ? 1 : need) : grid_cap);
+  ew_kernel<OUT, SRC, D, SR><<<grid, kEwBlock, 0, s>>>(p);
+  ZOFF_CUDA_LAUNCH_CHECK(ew_kernel);
+}
+
+// Runs one EwJob (all its passes, Note [Term passes]) on stream s.
+template <Elem OUT, Elem SRC, Dist D, bool SR>
+void ew_launch(const EwJob& j, cudaStream_t s) {
+  if (j.noop) return;
+  const int passes = term_passes(j.nterms);
+  for (int pass = 0; pass < passes; ++pass) {
+    EwParams p{};
+    p.out = j.out;
+    p.src = pass == 0 ? j.src : j.out;
+    p.row_scales = j.row_scales;
+    p.row_len = j.row_len;
+    p.n = j.n;
+    p.first = j.first;
+    p.pid = j.pid;
+    p.keep = pass == 0 ? j.keep : 1.0f;
+    p.sr_key = sr_key(j.sr_seed, pass);
+    const int k0 = pass * kMaxTerms, k1 = j.nterms < k0 + kMaxTerms ? j.nterms : k0 + kMaxTerms;
+    p.nterms = k1 > k0 ? k1 - k0 : 0;
+    for (int k = 0; k < p.nterms; ++k) p.seed[k] = j.terms[k0 + k].seed, p.coeff[k] = j.terms[k0 + k].coeff;
+    if (pass == 0) ew_pass<OUT, SRC, D, SR>(p, s);
+    else ew_pass<OUT, OUT, D, SR>(p, s);  // later passes read what the previous one wrote
+  }
+}
+
+}  // namespace zoff::k

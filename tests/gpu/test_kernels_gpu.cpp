@@ -1,0 +1,327 @@
+// Every CUDA kernel of kernels/ against its CPU reference, on random data, outputs poisoned first.
+#include <gtest/gtest.h>
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "kernels/lowrank.h"
+#include "kernels/ref/scalar.h"
+#include "kernels/zo_kernels.h"
+#include "zoff/error.h"
+
+namespace zoff::k {
+namespace {
+
+void ck(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(e));
+}
+#define CK(expr) ck((expr), #expr)
+
+// A device buffer with `pad` spare bytes in front, so tests can start at a misaligned address.
+struct DevBuf {
+  explicit DevBuf(size_t bytes) : bytes_(bytes) { CK(cudaMalloc(&p_, bytes + 64)); }
+  ~DevBuf() { cudaFree(p_); }
+  DevBuf(const DevBuf&) = delete;
+  DevBuf& operator=(const DevBuf&) = delete;
+  char* at(size_t off) const { return static_cast<char*>(p_) + off; }
+  void* p_ = nullptr;
+  size_t bytes_;
+};
+
+// The sizes every kernel is checked at; ZOFF_KERNEL_TEST_MAX_N drops the larger ones (for runs
+// under compute-sanitizer, which is ~100x slower).
+std::vector<int64_t> test_sizes() {
+  const char* env = std::getenv("ZOFF_KERNEL_TEST_MAX_N");
+  const int64_t cap = env ? std::atoll(env) : INT64_MAX;
+  std::vector<int64_t> v;
+  for (int64_t n : {int64_t(1), int64_t(7), int64_t(4097), int64_t(10000003)})
+    if (n <= cap) v.push_back(n);
+  return v;
+}
+const std::vector<int64_t> kSizes = test_sizes();
+int64_t max_n() { return kSizes.empty() ? 0 : kSizes.back(); }
+
+std::vector<uint8_t> random_bits(Elem e, int64_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd;
+  const int es = elem_size(e);
+  std::vector<uint8_t> v(size_t(n) * es);
+  for (int64_t i = 0; i < n; ++i) {
+    float f = nd(rng);
+    uint32_t b = e == Elem::F32 ? f32_bits(f)
+                 : e == Elem::F16 ? ref::float_to_f16_rne(f)
+                 : e == Elem::BF16 ? ref::float_to_bf16_rne(f)
+                                   : ref::float_to_e4m3_rne(f * 60.0f);
+    std::memcpy(v.data() + i * es, &b, size_t(es));
+  }
+  return v;
+}
+
+uint32_t bits_at(const std::vector<uint8_t>& v, int es, int64_t i) {
+  uint32_t b = 0;
+  std::memcpy(&b, v.data() + i * es, size_t(es));
+  return b;
+}
+
+float value_of(Elem e, uint32_t b) {
+  return e == Elem::F32 ? bits_f32(b) : e == Elem::F16 ? ref::f16_to_float(uint16_t(b)) : ref::bf16_to_float(uint16_t(b));
+}
+
+// Distance in units in the last place of the dtype (sign-magnitude codes made monotone).
+int64_t ulp_distance(Elem e, uint32_t a, uint32_t b) {
+  const int bits = elem_size(e) * 8;
+  const uint32_t sign = 1u << (bits - 1), mag = sign - 1;
+  auto ord = [&](uint32_t x) { return (x & sign) ? -int64_t(x & mag) : int64_t(x & mag); };
+  return std::llabs(ord(a) - ord(b));
+}
+
+std::vector<ZTerm> terms_for(int n, uint64_t base) {
+  std::vector<ZTerm> t;
+  for (int k = 0; k < n; ++k) t.push_back({step_seed(base, 9, uint64_t(k)), 2e-3f * float(k % 2 ? -1 - k : 1 + k)});
+  return t;
+}
+
+// Compares GPU and CPU outputs element by element. Exact when `exact`; otherwise within one ulp of
+// the dtype, or, where the terms dominate the value, within 2^-20 of sum_k |c_k z_k| (CUDA's and
+// libm's logf/sinf/cosf differ by a few ulp of z).
+void compare(Elem e, const std::vector<uint8_t>& gpu, const std::vector<uint8_t>& cpu, int64_t n, bool exact,
+             const std::vector<float>& zmag, const std::string& what) {
+  const int es = elem_size(e);
+  int64_t worst = 0, bad = 0, first_bad = -1;
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t a = bits_at(gpu, es, i), b = bits_at(cpu, es, i);
+    if (a == b) continue;
+    float fa = value_of(e, a), fb = value_of(e, b);
+    int64_t d = std::isnan(fa) || std::isnan(fb) ? INT64_MAX : ulp_distance(e, a, b);
+    bool ok = !exact && (d <= 1 || (!zmag.empty() && std::fabs(double(fa) - double(fb)) <= std::ldexp(double(zmag[size_t(i)]), -20)));
+    if (!std::isnan(fa) && !std::isnan(fb)) worst = std::max(worst, d);
+    if (!ok && bad++ == 0) first_bad = i;
+  }
+  EXPECT_EQ(bad, 0) << what << ": first bad element " << first_bad << " gpu "
+                    << (first_bad >= 0 ? value_of(e, bits_at(gpu, es, first_bad)) : 0.0f) << " cpu "
+                    << (first_bad >= 0 ? value_of(e, bits_at(cpu, es, first_bad)) : 0.0f);
+  if (worst > 0 && n > 1000000) std::cout << "  [" << what << "] max ulp distance " << worst << "\n";
+}
+
+// sum_k |c_k z_k| per element (the scale of the terms' contribution), from the CPU's z.
+std::vector<float> term_magnitude(const std::vector<ZTerm>& terms, Dist d, uint64_t pid, int64_t first, int64_t n) {
+  std::vector<float> mag(size_t(n), 0.0f), z(size_t(first + n));
+  for (const ZTerm& t : terms) {
+    ref::fill_z(z.data(), first + n, pid, t.seed, d);
+    for (int64_t i = 0; i < n; ++i) mag[size_t(i)] += std::fabs(t.coeff * z[size_t(first + i)]);
+  }
+  return mag;
+}
+
+TEST(KernelsGpu, FillZMatchesReference) {
+  for (int64_t n : kSizes)
+    for (Dist d : {Dist::Gaussian, Dist::Rademacher})
+      for (size_t off : {size_t(0), size_t(4)}) {
+        DevBuf buf(size_t(n) * 4);
+        CK(cudaMemset(buf.p_, 0xFF, size_t(n) * 4 + 64));  // NaN everywhere
+        float* out = reinterpret_cast<float*>(buf.at(off));
+        fill_z(out, n, 777, 888, d, nullptr);
+        CK(cudaDeviceSynchronize());
+        std::vector<uint8_t> gpu(size_t(n) * 4), cpu(size_t(n) * 4);
+        CK(cudaMemcpy(gpu.data(), out, gpu.size(), cudaMemcpyDeviceToHost));
+        ref::fill_z(reinterpret_cast<float*>(cpu.data()), n, 777, 888, d);
+        int64_t worst = 0, bad = 0;
+        for (int64_t i = 0; i < n; ++i) {
+          uint32_t a = bits_at(gpu, 4, i), b = bits_at(cpu, 4, i);
+          int64_t dist = std::isnan(bits_f32(a)) ? INT64_MAX : ulp_distance(Elem::F32, a, b);
+          worst = std::max(worst, dist);
+          bad += d == Dist::Rademacher ? a != b : dist > 8;
+        }
+        EXPECT_EQ(bad, 0) << "fill_z n " << n << " dist " << int(d) << " offset " << off << " worst ulp " << worst;
+        if (n > 1000000 && d == Dist::Gaussian) std::cout << "  [fill_z gaussian] max ulp distance " << worst << "\n";
+      }
+}
+
+struct UpdateCfg {
+  int nterms;
+  float decay;
+  uint64_t sr;
+  int64_t first;
+  size_t off;  // bytes added to the device pointer (misaligned start when not a multiple of 16)
+};
+
+TEST(KernelsGpu, ZoUpdateMatchesReference) {
+  const uint64_t pid = param_id("model.layers.7.self_attn.o_proj.weight");
+  for (int64_t n : kSizes)
+    for (Elem e : {Elem::F32, Elem::F16, Elem::BF16})
+      for (Dist d : {Dist::Gaussian, Dist::Rademacher})
+        for (UpdateCfg c : {UpdateCfg{1, 0.0f, 0, 0, 0}, UpdateCfg{3, 1e-2f, 0, 5, 0},
+                            UpdateCfg{11, 0.0f, 0x5eedull, 0, 0}, UpdateCfg{2, 0.0f, 17, 0, size_t(elem_size(e))},   // misaligned: all scalar
+                            UpdateCfg{2, 0.0f, 17, 1, size_t(elem_size(e))}}) {  // scalar head, vector body
+          if (n > 100000 && c.nterms == 11 && e == Elem::F32) continue;
+          std::string what = "zo_update n " + std::to_string(n) + " elem " + std::to_string(int(e)) + " dist " +
+                             std::to_string(int(d)) + " nterms " + std::to_string(c.nterms) + " sr " +
+                             std::to_string(c.sr) + " first " + std::to_string(c.first) + " off " + std::to_string(c.off);
+          SCOPED_TRACE(what);
+          std::vector<uint8_t> theta = random_bits(e, n, uint32_t(n + c.nterms)), cpu = theta, gpu(theta.size());
+          std::vector<ZTerm> terms = terms_for(c.nterms, 4);
+          DevBuf buf(theta.size());
+          void* dp = buf.at(c.off);
+          CK(cudaMemcpy(dp, theta.data(), theta.size(), cudaMemcpyHostToDevice));
+          UpdateArgs a{dp, e, n, pid, d, terms.data(), c.nterms, c.decay, c.sr};
+          a.first = c.first;
+          zo_update(a, nullptr);
+          CK(cudaDeviceSynchronize());
+          CK(cudaMemcpy(gpu.data(), dp, gpu.size(), cudaMemcpyDeviceToHost));
+          a.theta = cpu.data();
+          ref::zo_update(a);
+          std::vector<float> mag;
+          if (d == Dist::Gaussian) mag = term_magnitude(terms, d, pid, c.first, n);
+          compare(e, gpu, cpu, n, d == Dist::Rademacher, mag, what);
+        }
+}
+
+TEST(KernelsGpu, ZoPerturbMatchesReference) {
+  const uint64_t pid = param_id("model.decoder.layers.2.fc1.weight");
+  for (int64_t n : kSizes)
+    for (Elem out : {Elem::F32, Elem::F16, Elem::BF16})
+      for (Elem src : {Elem::F32, Elem::F16, Elem::BF16, Elem::F8E4M3})
+        for (Dist d : {Dist::Gaussian, Dist::Rademacher})
+          for (int cfg = 0; cfg < 3; ++cfg) {
+            if (n > 100000 && cfg == 1) continue;
+            const int nterms = cfg == 1 ? 9 : cfg == 2 ? 0 : 1;
+            const int64_t first = cfg == 1 ? 16 : 0;  // vector body from a tile's middle
+            const size_t off = cfg == 2 ? size_t(elem_size(src)) : 0;  // misaligned source
+            const int64_t row_len = n > 100 ? 1000 : 3;
+            std::string what = "zo_perturb n " + std::to_string(n) + " out " + std::to_string(int(out)) + " src " +
+                               std::to_string(int(src)) + " dist " + std::to_string(int(d)) + " cfg " + std::to_string(cfg);
+            SCOPED_TRACE(what);
+            std::vector<uint8_t> s = random_bits(src, n, uint32_t(3 * n + cfg));
+            std::vector<float> scales(size_t((n + row_len - 1) / row_len));
+            for (size_t r = 0; r < scales.size(); ++r) scales[r] = 1e-3f * float(r % 97 + 1);
+            std::vector<ZTerm> terms = terms_for(nterms, 8);
+            const size_t ob = size_t(n) * elem_size(out);
+            DevBuf dsrc(s.size()), dout(ob), dscales(scales.size() * 4);
+            CK(cudaMemcpy(dsrc.at(off), s.data(), s.size(), cudaMemcpyHostToDevice));
+            CK(cudaMemcpy(dscales.p_, scales.data(), scales.size() * 4, cudaMemcpyHostToDevice));
+            CK(cudaMemset(dout.p_, 0xFF, ob + 64));  // NaN in every dtype
+            PerturbArgs a{dout.p_, out, dsrc.at(off), src, static_cast<float*>(dscales.p_), row_len, n, pid, d,
+                          terms.data(), nterms};
+            a.first = first;
+            zo_perturb(a, nullptr);
+            CK(cudaDeviceSynchronize());
+            std::vector<uint8_t> gpu(ob), cpu(ob, 0xFF);
+            CK(cudaMemcpy(gpu.data(), dout.p_, ob, cudaMemcpyDeviceToHost));
+            a.out = cpu.data();
+            a.src = s.data();
+            a.row_scales = scales.data();
+            ref::zo_perturb(a);
+            std::vector<float> mag;
+            if (d == Dist::Gaussian && nterms > 0) mag = term_magnitude(terms, d, pid, first, n);
+            compare(out, gpu, cpu, n, d == Dist::Rademacher || nterms == 0, mag, what);
+          }
+}
+
+TEST(KernelsGpu, PackFp8MatchesReferenceBitForBit) {
+  struct Shape {
+    int64_t rows, cols;
+  };
+  for (Shape sh : {Shape{1, 1}, Shape{1, 7}, Shape{4097, 1}, Shape{1, 4097}, Shape{1000, 10003}, Shape{2048, 4096}})
+    for (Elem e : {Elem::F32, Elem::F16, Elem::BF16}) {
+      const int64_t n = sh.rows * sh.cols;
+      if (n > max_n()) continue;
+      std::string what = "pack_fp8 " + std::to_string(sh.rows) + "x" + std::to_string(sh.cols) + " elem " + std::to_string(int(e));
+      SCOPED_TRACE(what);
+      std::vector<uint8_t> s = random_bits(e, n, uint32_t(n));
+      DevBuf dsrc(s.size()), ddst(static_cast<size_t>(n)), dsc(size_t(sh.rows) * 4);
+      CK(cudaMemcpy(dsrc.p_, s.data(), s.size(), cudaMemcpyHostToDevice));
+      CK(cudaMemset(ddst.p_, 0xFF, size_t(n)));
+      CK(cudaMemset(dsc.p_, 0xFF, size_t(sh.rows) * 4));
+      pack_fp8_rows({dsrc.p_, e, sh.rows, sh.cols, static_cast<uint8_t*>(ddst.p_), static_cast<float*>(dsc.p_)}, nullptr);
+      CK(cudaDeviceSynchronize());
+      std::vector<uint8_t> gq(static_cast<size_t>(n)), cq(static_cast<size_t>(n));
+      std::vector<float> gs(static_cast<size_t>(sh.rows)), cs(static_cast<size_t>(sh.rows));
+      CK(cudaMemcpy(gq.data(), ddst.p_, size_t(n), cudaMemcpyDeviceToHost));
+      CK(cudaMemcpy(gs.data(), dsc.p_, gs.size() * 4, cudaMemcpyDeviceToHost));
+      ref::pack_fp8_rows({s.data(), e, sh.rows, sh.cols, cq.data(), cs.data()});
+      int64_t bad_q = 0, bad_s = 0;
+      for (int64_t i = 0; i < n; ++i) bad_q += gq[size_t(i)] != cq[size_t(i)];
+      for (int64_t r = 0; r < sh.rows; ++r) bad_s += f32_bits(gs[size_t(r)]) != f32_bits(cs[size_t(r)]);
+      EXPECT_EQ(bad_q, 0);
+      EXPECT_EQ(bad_s, 0);
+    }
+}
+
+TEST(KernelsGpu, LowRankMatchesReference) {
+  cublasHandle_t h = nullptr;
+  ASSERT_EQ(cublasCreate(&h), CUBLAS_STATUS_SUCCESS);
+  struct Shape {
+    int64_t m, n, r;
+  };
+  for (Shape sh : {Shape{1, 7, 1}, Shape{33, 4097, 4}, Shape{1024, 1000, 16}, Shape{3000, 3337, 32}})
+    for (Elem e : {Elem::F32, Elem::F16, Elem::BF16}) {
+      if (sh.m * sh.n > max_n()) continue;
+      std::string what = "lowrank " + std::to_string(sh.m) + "x" + std::to_string(sh.n) + " r " +
+                         std::to_string(sh.r) + " elem " + std::to_string(int(e));
+      SCOPED_TRACE(what);
+      std::mt19937 rng(uint32_t(sh.m + sh.n + sh.r));
+      std::normal_distribution<float> nd;
+      std::vector<float> u(size_t(sh.m * sh.r)), z(size_t(sh.r * sh.r)), v(size_t(sh.n * sh.r));
+      for (auto* x : {&u, &z, &v})
+        for (float& f : *x) f = nd(rng);
+      const float alpha = 0.1f / float(sh.r);
+      std::vector<uint8_t> w = random_bits(e, sh.m * sh.n, 5), cpu = w, gpu(w.size());
+      DevBuf dw(w.size()), du(u.size() * 4), dz(z.size() * 4), dv(v.size() * 4);
+      size_t sb = lowrank_scratch_bytes(sh.m, sh.n, sh.r, e);
+      DevBuf scratch(sb);
+      CK(cudaMemcpy(dw.p_, w.data(), w.size(), cudaMemcpyHostToDevice));
+      CK(cudaMemcpy(du.p_, u.data(), u.size() * 4, cudaMemcpyHostToDevice));
+      CK(cudaMemcpy(dz.p_, z.data(), z.size() * 4, cudaMemcpyHostToDevice));
+      CK(cudaMemcpy(dv.p_, v.data(), v.size() * 4, cudaMemcpyHostToDevice));
+      LowRankArgs a{dw.p_, e, sh.m, sh.n, sh.r, static_cast<float*>(du.p_), static_cast<float*>(dz.p_),
+                    static_cast<float*>(dv.p_), alpha};
+      lowrank_update(a, h, scratch.p_, sb, nullptr);
+      CK(cudaDeviceSynchronize());
+      CK(cudaMemcpy(gpu.data(), dw.p_, gpu.size(), cudaMemcpyDeviceToHost));
+      LowRankArgs c{cpu.data(), e, sh.m, sh.n, sh.r, u.data(), z.data(), v.data(), alpha};
+      ref::lowrank_update(c);
+      // Tolerance: one ulp of W, plus the factors' rounding on the scale alpha * sum |U Z| |V|.
+      std::vector<double> t(size_t(sh.m * sh.r), 0.0);
+      for (int64_t i = 0; i < sh.m; ++i)
+        for (int64_t k = 0; k < sh.r; ++k)
+          for (int64_t l = 0; l < sh.r; ++l) t[size_t(i * sh.r + k)] += std::fabs(double(u[size_t(i * sh.r + l)]) * z[size_t(l * sh.r + k)]);
+      const double rel = e == Elem::F32 ? std::ldexp(1.0, -20) : e == Elem::F16 ? std::ldexp(1.0, -9) : std::ldexp(1.0, -6);
+      int64_t bad = 0;
+      const int es = elem_size(e);
+      for (int64_t i = 0; i < sh.m; ++i)
+        for (int64_t j = 0; j < sh.n; ++j) {
+          int64_t x = i * sh.n + j;
+          uint32_t ga = bits_at(gpu, es, x), cb = bits_at(cpu, es, x);
+          if (ga == cb) continue;
+          double mag = 0;
+          for (int64_t k = 0; k < sh.r; ++k) mag += t[size_t(i * sh.r + k)] * std::fabs(double(v[size_t(j * sh.r + k)]));
+          double diff = std::fabs(double(value_of(e, ga)) - double(value_of(e, cb)));
+          bad += !(ulp_distance(e, ga, cb) <= 1 || diff <= rel * alpha * mag) || std::isnan(value_of(e, ga));
+        }
+      EXPECT_EQ(bad, 0);
+    }
+  cublasDestroy(h);
+}
+
+TEST(KernelsGpu, BadArgumentsThrowBeforeLaunch) {
+  ZTerm t{1, 1.0f};
+  EXPECT_THROW(zo_update({nullptr, Elem::F32, 4, 0, Dist::Gaussian, &t, 1, 0.0f, 0}, nullptr), zoff::Error);
+  EXPECT_THROW(fill_z(nullptr, 4, 0, 0, Dist::Gaussian, nullptr), zoff::Error);
+  EXPECT_THROW(pack_fp8_rows({nullptr, Elem::F8E4M3, 1, 1, nullptr, nullptr}, nullptr), zoff::Error);
+  EXPECT_THROW(lowrank_update({nullptr, Elem::F32, 2, 2, 1, nullptr, nullptr, nullptr, 1.0f}, nullptr, nullptr, 0, nullptr),
+               zoff::Error);
+}
+
+}  // namespace
+}  // namespace zoff::k
