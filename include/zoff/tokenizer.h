@@ -64,7 +64,7 @@ class Tokenizer {
 //                            when its model/pre-tokenizer is one zoff does not implement and a
 //                            tokenizer.model sits beside it, that is used instead
 //   vocab.json + merges.txt  GPT-2 files (OPT checkpoints ship these)
-//   tokenizer.model          SentencePiece (Llama); needs zoff built with SentencePiece
+//   tokenizer.model          SentencePiece BPE (Llama, Mistral), read by zoff itself
 // tokenizer_config.json and special_tokens_map.json, when present, name the bos/eos/pad/unk
 // tokens and add_bos_token. Anything unsupported or malformed is an InputError naming the file
 // and the field.

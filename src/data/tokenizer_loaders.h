@@ -25,7 +25,8 @@ void finish_special_tokens(BpeSpec& spec, const HfTokenConfig& cfg);
 // vocab.json + merges.txt (+ added_tokens.json) in `dir`.
 BpeSpec read_gpt2_files(const std::string& dir, const HfTokenConfig& cfg);
 
-// tokenizer.model; without SentencePiece support it throws InputError saying so.
+// tokenizer.model (BPE type), read without the SentencePiece library (Note [SentencePiece
+// without the library] in src/data/sentencepiece_model.cpp).
 std::unique_ptr<Tokenizer> load_sentencepiece_tokenizer(const std::string& path, const HfTokenConfig& cfg);
 
 }  // namespace zoff

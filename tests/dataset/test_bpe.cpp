@@ -280,20 +280,5 @@ TEST(BpeErrors, MissingFilesAndMergesLines) {
   test::expect_input_error([&] { load_tokenizer(dir.path()); }, {"merges.txt:3", "l l x"});
 }
 
-TEST(SentencePiece, ModelFile) {
-  test::TempDir dir;
-  dir.write("tokenizer.model", "not a model");
-#ifdef ZOFF_WITH_SENTENCEPIECE
-  test::expect_input_error([&] { load_tokenizer(dir.path()); }, {"tokenizer.model", "SentencePiece"});
-#else
-  test::expect_input_error([&] { load_tokenizer(dir.path()); }, {"tokenizer.model", "built without SentencePiece"});
-#endif
-  // An unsupported tokenizer.json next to tokenizer.model falls back to the model file.
-  json j = tokenizer_json(gpt2_pre());
-  j["model"]["byte_fallback"] = true;
-  dir.write("tokenizer.json", j.dump());
-  test::expect_input_error([&] { load_tokenizer(dir.path()); }, {"tokenizer.model"});
-}
-
 }  // namespace
 }  // namespace zoff
