@@ -1,12 +1,12 @@
 // SentencePiece tokenizer.model (Llama, Mistral) read and run by zoff itself: protobuf parse, BPE encode, decode.
 #include <algorithm>
 #include <array>
-#include <cstring>
 #include <fstream>
 #include <functional>
 #include <sstream>
 #include <unordered_map>
 
+#include "src/data/sentencepiece_proto.h"
 #include "src/data/tokenizer_loaders.h"
 #include "src/data/unicode.h"
 #include "zoff/error.h"
@@ -37,137 +37,6 @@ namespace zoff {
 namespace {
 
 constexpr std::string_view kSpace = "\xE2\x96\x81";  // U+2581
-enum PieceType : uint8_t { kNormal = 1, kUnknown = 2, kControl = 3, kUserDefined = 4, kUnused = 5, kByte = 6 };
-
-// Minimal protobuf wire-format reader.
-class Proto {
- public:
-  Proto(std::string_view data, const std::string& path) : data_(data), path_(path) {}
-  bool done() const { return pos_ >= data_.size(); }
-  void tag(uint32_t& field, uint32_t& wire) {
-    uint64_t t = varint();
-    field = static_cast<uint32_t>(t >> 3);
-    wire = static_cast<uint32_t>(t & 7);
-  }
-  uint64_t varint() {
-    uint64_t v = 0;
-    for (int shift = 0; shift < 64; shift += 7) {
-      need(1);
-      auto b = static_cast<uint8_t>(data_[pos_++]);
-      v |= static_cast<uint64_t>(b & 0x7F) << shift;
-      if (!(b & 0x80)) return v;
-    }
-    fail("a varint longer than 10 bytes");
-  }
-  std::string_view bytes() {
-    uint64_t n = varint();
-    need(n);
-    std::string_view s = data_.substr(pos_, n);
-    pos_ += n;
-    return s;
-  }
-  float f32() {
-    need(4);
-    uint32_t u = 0;
-    for (int i = 0; i < 4; ++i) u |= static_cast<uint32_t>(static_cast<uint8_t>(data_[pos_ + i])) << (8 * i);
-    pos_ += 4;
-    float f;
-    std::memcpy(&f, &u, 4);
-    return f;
-  }
-  void skip(uint32_t wire) {
-    switch (wire) {
-      case 0: varint(); break;
-      case 1: need(8); pos_ += 8; break;
-      case 2: bytes(); break;
-      case 5: need(4); pos_ += 4; break;
-      default: fail("wire type " + std::to_string(wire));
-    }
-  }
-  void expect(uint32_t wire, uint32_t want, const char* field) {
-    if (wire != want) fail(std::string("field ") + field + " has the wrong wire type");
-  }
-
- private:
-  void need(uint64_t n) {
-    if (n > data_.size() - pos_) fail("a field running past the end");
-  }
-  [[noreturn]] void fail(const std::string& what) {
-    ZOFF_INPUT_FAIL(path_, ": not a valid SentencePiece model (protobuf: ", what, ")");
-  }
-  std::string_view data_;
-  size_t pos_ = 0;
-  const std::string& path_;
-};
-
-struct Piece {
-  std::string text;
-  float score = 0;
-  uint8_t type = kNormal;
-};
-
-struct SpmModel {
-  std::vector<Piece> pieces;
-  int model_type = 1;  // UNIGRAM unless set
-  bool byte_fallback = false, treat_ws_as_suffix = false;
-  std::string unk_piece = "<unk>", bos_piece = "<s>", eos_piece = "</s>", pad_piece = "<pad>";
-  std::string unk_surface = " \xE2\x81\x87 ";
-  std::string normalizer_name;
-  bool has_charsmap = false, add_dummy_prefix = true, remove_extra_ws = true, escape_ws = true;
-};
-
-SpmModel parse_model(std::string_view data, const std::string& path) {
-  SpmModel m;
-  Proto top(data, path);
-  uint32_t f, w;
-  while (!top.done()) {
-    top.tag(f, w);
-    if (f == 1) {  // pieces
-      top.expect(w, 2, "pieces");
-      Proto p(top.bytes(), path);
-      Piece piece;
-      while (!p.done()) {
-        p.tag(f, w);
-        if (f == 1) { p.expect(w, 2, "piece"); piece.text = std::string(p.bytes()); }
-        else if (f == 2) { p.expect(w, 5, "score"); piece.score = p.f32(); }
-        else if (f == 3) { p.expect(w, 0, "type"); piece.type = static_cast<uint8_t>(p.varint()); }
-        else p.skip(w);
-      }
-      m.pieces.push_back(std::move(piece));
-    } else if (f == 2) {  // trainer_spec
-      top.expect(w, 2, "trainer_spec");
-      Proto t(top.bytes(), path);
-      while (!t.done()) {
-        t.tag(f, w);
-        if (f == 3 && w == 0) m.model_type = static_cast<int>(t.varint());
-        else if (f == 35 && w == 0) m.byte_fallback = t.varint() != 0;
-        else if (f == 24 && w == 0) m.treat_ws_as_suffix = t.varint() != 0;
-        else if (f == 44 && w == 2) m.unk_surface = std::string(t.bytes());
-        else if (f == 45 && w == 2) m.unk_piece = std::string(t.bytes());
-        else if (f == 46 && w == 2) m.bos_piece = std::string(t.bytes());
-        else if (f == 47 && w == 2) m.eos_piece = std::string(t.bytes());
-        else if (f == 48 && w == 2) m.pad_piece = std::string(t.bytes());
-        else t.skip(w);
-      }
-    } else if (f == 3) {  // normalizer_spec
-      top.expect(w, 2, "normalizer_spec");
-      Proto n(top.bytes(), path);
-      while (!n.done()) {
-        n.tag(f, w);
-        if (f == 1 && w == 2) m.normalizer_name = std::string(n.bytes());
-        else if (f == 2 && w == 2) m.has_charsmap = !n.bytes().empty();
-        else if (f == 3 && w == 0) m.add_dummy_prefix = n.varint() != 0;
-        else if (f == 4 && w == 0) m.remove_extra_ws = n.varint() != 0;
-        else if (f == 5 && w == 0) m.escape_ws = n.varint() != 0;
-        else n.skip(w);
-      }
-    } else {
-      top.skip(w);
-    }
-  }
-  return m;
-}
-
 int byte_of_piece(const std::string& p) {  // "<0xAB>" -> 0xAB, else -1
   if (p.size() != 6 || p.compare(0, 3, "<0x") != 0 || p[5] != '>') return -1;
   int v = 0;
@@ -310,7 +179,7 @@ std::vector<int64_t> SentencePieceTokenizer::encode(std::string_view text) const
     if (it == normal_.end()) return;
     agenda.push_back({m_.pieces[it->second].score, l, r, piece.size()});
     std::push_heap(agenda.begin(), agenda.end(), worse);
-    if (m_.pieces[it->second].type == kUnused) {
+    if (m_.pieces[it->second].type == SpmPieceType::kUnused) {
       rev_merge[piece] = {norm.substr(syms[l].start, syms[l].len), norm.substr(syms[r].start, syms[r].len)};
     }
   };
@@ -332,7 +201,7 @@ std::vector<int64_t> SentencePieceTokenizer::encode(std::string_view text) const
   bool prev_unk = false;
   std::function<void(const std::string&)> emit = [&](const std::string& w) {
     int32_t id = piece_to_id(w);
-    if (id != unk_ && m_.pieces[id].type == kUnused) {
+    if (id != unk_ && m_.pieces[id].type == SpmPieceType::kUnused) {
       if (auto it = rev_merge.find(w); it != rev_merge.end()) {
         emit(it->second.first);
         emit(it->second.second);
@@ -366,17 +235,17 @@ std::string SentencePieceTokenizer::decode(const std::vector<int64_t>& ids, bool
   for (int64_t id : ids) {
     ZOFF_CHECK(id >= 0 && id < vocab_size(), "cannot decode token id ", id, ": not in the vocabulary of ", path_,
                " (vocab_size ", vocab_size(), ")");
-    const Piece& p = m_.pieces[id];
-    if (p.type == kByte) {
+    const SpmPiece& p = m_.pieces[id];
+    if (p.type == SpmPieceType::kByte) {
       bytes += static_cast<char>(byte_of_piece(p.text));
       continue;
     }
     flush_bytes();
     if (bos_ws_seen || !text.empty()) is_bos_ws = false;
     bos_ws_seen = false;
-    if (p.type == kControl) {
+    if (p.type == SpmPieceType::kControl) {
       if (!skip_special_tokens) text += p.text;
-    } else if (p.type == kUnknown) {
+    } else if (p.type == SpmPieceType::kUnknown) {
       text += m_.unk_surface;
     } else {
       std::string_view piece = p.text;
@@ -406,7 +275,7 @@ std::unique_ptr<Tokenizer> load_sentencepiece_tokenizer(const std::string& path,
   std::ostringstream ss;
   ss << f.rdbuf();
   std::string data = ss.str();
-  SpmModel m = parse_model(data, path);
+  SpmModel m = parse_spm_model(data, path);
   ZOFF_INPUT_CHECK(!m.pieces.empty(), path, ": not a SentencePiece model (no pieces)");
   static const char* kTypes[] = {"?", "UNIGRAM", "BPE", "WORD", "CHAR"};
   ZOFF_INPUT_CHECK(m.model_type == 2, path, ": trainer_spec.model_type is ",
@@ -421,18 +290,18 @@ std::unique_ptr<Tokenizer> load_sentencepiece_tokenizer(const std::string& path,
   byte_ids.fill(-1);
   int32_t unk = -1;
   for (int32_t i = 0; i < static_cast<int32_t>(m.pieces.size()); ++i) {
-    const Piece& p = m.pieces[i];
+    const SpmPiece& p = m.pieces[i];
     ZOFF_INPUT_CHECK(!p.text.empty(), path, ": pieces[", i, "] is empty");
-    ZOFF_INPUT_CHECK(p.type >= kNormal && p.type <= kByte, path, ": pieces[", i, "] has unknown type ", int(p.type));
-    bool is_normal = p.type == kNormal || p.type == kUserDefined || p.type == kUnused;
+    ZOFF_INPUT_CHECK(static_cast<int>(p.type) >= 1 && static_cast<int>(p.type) <= 6, path, ": pieces[", i, "] has unknown type ", static_cast<int>(p.type));
+    bool is_normal = p.type == SpmPieceType::kNormal || p.type == SpmPieceType::kUserDefined || p.type == SpmPieceType::kUnused;
     ZOFF_INPUT_CHECK((is_normal ? normal : reserved).emplace(p.text, i).second, path, ": pieces[", i, "] \"", p.text,
                      "\" is defined twice");
-    if (p.type == kUserDefined) user_defined.push_back(p.text);
-    if (p.type == kUnknown) {
+    if (p.type == SpmPieceType::kUserDefined) user_defined.push_back(p.text);
+    if (p.type == SpmPieceType::kUnknown) {
       ZOFF_INPUT_CHECK(unk < 0, path, ": more than one piece of type UNKNOWN");
       unk = i;
     }
-    if (p.type == kByte) {
+    if (p.type == SpmPieceType::kByte) {
       int b = byte_of_piece(p.text);
       ZOFF_INPUT_CHECK(b >= 0, path, ": pieces[", i, "] \"", p.text, "\" is a BYTE piece but not <0xXX>");
       byte_ids[b] = i;
@@ -449,15 +318,15 @@ std::unique_ptr<Tokenizer> load_sentencepiece_tokenizer(const std::string& path,
     if (auto it = normal.find(t); it != normal.end()) return it->second;
     return std::nullopt;
   };
-  auto special = [&](const std::string& piece, uint8_t type) -> int64_t {
+  auto special = [&](const std::string& piece, SpmPieceType type) -> int64_t {
     auto id = lookup(piece);
     return id && m.pieces[*id].type == type ? *id : -1;
   };
   SpecialTokenIds ids;
-  ids.unk = special(m.unk_piece, kUnknown);
-  ids.bos = special(m.bos_piece, kControl);
-  ids.eos = special(m.eos_piece, kControl);
-  ids.pad = special(m.pad_piece, kControl);
+  ids.unk = special(m.unk_piece, SpmPieceType::kUnknown);
+  ids.bos = special(m.bos_piece, SpmPieceType::kControl);
+  ids.eos = special(m.eos_piece, SpmPieceType::kControl);
+  ids.pad = special(m.pad_piece, SpmPieceType::kControl);
   ids.add_bos = true;  // Llama's convention; tokenizer_config.json may say otherwise
   resolve_special_ids(cfg, path, lookup, ids);
   return std::make_unique<SentencePieceTokenizer>(std::move(m), path, ids, std::move(normal), std::move(reserved),
