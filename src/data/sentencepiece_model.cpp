@@ -37,6 +37,7 @@ namespace zoff {
 namespace {
 
 constexpr std::string_view kSpace = "\xE2\x96\x81";  // U+2581
+
 int byte_of_piece(const std::string& p) {  // "<0xAB>" -> 0xAB, else -1
   if (p.size() != 6 || p.compare(0, 3, "<0x") != 0 || p[5] != '>') return -1;
   int v = 0;
