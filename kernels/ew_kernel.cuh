@@ -17,8 +17,9 @@ namespace zoff::k {
 //   multiple of V = 16 / min(sizeof out, sizeof src) elements (4 for fp32, 8 for 16-bit, 16 from
 //   fp8). A thread moves V elements with 16-byte loads/stores (streaming cache hints), so a
 //   Gaussian group (4 elements, one Philox call, Note [Philox keying]) never straddles threads.
-// - Warps walk 1024-index tiles (aligned to g = 0 mod 1024) in a grid-stride loop, loading all of a
-//   tile's rows before computing so that several 16-byte loads per thread are in flight.
+// - Warps walk 1024-index tiles (aligned to g = 0 mod 1024) in a grid-stride loop, loading a batch
+//   of a tile's rows before computing so that several 16-byte loads per thread are in flight (all
+//   rows for Rademacher, fewer for Gaussian: Note [Gaussian occupancy]).
 // - Rademacher: a tile spans 8 Philox blocks of 128 signs; lane l computes word (l & 3) of block
 //   (l >> 2) once per term, and the thread holding indices g.. fetches its word with one shuffle
 //   from lane (g mod 1024) / 32: 1 Philox call per 1024 elements instead of one per thread.
@@ -43,6 +44,20 @@ struct EwParams {
 
 constexpr int kEwBlock = 256;
 constexpr int kTile = 1024;
+
+// Note [Gaussian occupancy]
+// Rademacher passes are memory-bound: a thread keeps all of a tile's rows in flight (8 x 16 bytes
+// for fp32). Gaussian passes are bound by Philox + Box-Muller arithmetic, whose long dependent
+// chains want more resident warps instead: a thread loads ZOFF_EW_GAUSS_ROWS rows at a time and the
+// register cap admits ZOFF_EW_GAUSS_MIN_BLOCKS blocks per SM. Both are tuning knobs (bench_kernels,
+// docs/results-kernels.md), not semantics.
+#ifndef ZOFF_EW_GAUSS_ROWS
+#define ZOFF_EW_GAUSS_ROWS 2
+#endif
+#ifndef ZOFF_EW_GAUSS_MIN_BLOCKS
+#define ZOFF_EW_GAUSS_MIN_BLOCKS 3
+#endif
+constexpr int ew_min_blocks(Dist d) { return d == Dist::Gaussian ? ZOFF_EW_GAUSS_MIN_BLOCKS : 3; }
 
 template <Elem OUT, Elem SRC>
 constexpr int ew_vec() {
@@ -83,11 +98,13 @@ __device__ __forceinline__ uint32_t pick_word(const Philox4& r, int w) {
 }
 
 template <Elem OUT, Elem SRC, Dist D, bool SR>
-__global__ void __launch_bounds__(kEwBlock, 3) ew_kernel(const __grid_constant__ EwParams p) {
+__global__ void __launch_bounds__(kEwBlock, ew_min_blocks(D)) ew_kernel(const __grid_constant__ EwParams p) {
   constexpr int V = ew_vec<OUT, SRC>();
   constexpr int OS = elem_size(OUT), SS = elem_size(SRC);
   constexpr int SRC_U4 = V * SS / 16, OUT_U4 = V * OS / 16;
   constexpr int ROWS = kTile / (32 * V);
+  constexpr int RB = D == Dist::Gaussian && ZOFF_EW_GAUSS_ROWS < ROWS ? ZOFF_EW_GAUSS_ROWS : ROWS;  // rows per batch
+  static_assert(ROWS % RB == 0, "ZOFF_EW_GAUSS_ROWS must divide the rows of a tile");
   static_assert(!SR || V % 8 == 0, "stochastic rounding draws bits for groups of 8");
   const int lane = threadIdx.x & 31;
   const int64_t tid = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -105,80 +122,82 @@ __global__ void __launch_bounds__(kEwBlock, 3) ew_kernel(const __grid_constant__
         for (int k = 0; k < kMaxTerms; ++k)
           if (k < p.nterms) rw[k] = pick_word(philox_block(p.seed[k], p.pid, uint64_t(T0 >> 7) + (lane >> 2)), lane & 3);
       }
-      uint4 sv[ROWS][SRC_U4];
-      ZOFF_UNROLL
-      for (int r = 0; r < ROWS; ++r) {
-        const int64_t g = T0 + int64_t(r * 32 + lane) * V;
-        if (g >= abeg && g < aend) {
-          const uint4* s = reinterpret_cast<const uint4*>(static_cast<const char*>(p.src) + (g - p.first) * SS);
-          ZOFF_UNROLL
-          for (int u = 0; u < SRC_U4; ++u) sv[r][u] = __ldcs(s + u);
-        }
-      }
-      ZOFF_UNROLL
-      for (int r = 0; r < ROWS; ++r) {
-        const int64_t g = T0 + int64_t(r * 32 + lane) * V;
-        uint32_t zw[kMaxTerms];
-        if constexpr (D == Dist::Rademacher) {
-          ZOFF_UNROLL
-          for (int k = 0; k < kMaxTerms; ++k)
-            if (k < p.nterms) zw[k] = __shfl_sync(0xffffffffu, rw[k], int((g - T0) >> 5)) >> (g & 31);
-        }
-        if (g < abeg || g >= aend) continue;
-        const int64_t i0 = g - p.first;
-        float x[V];
-        if constexpr (SRC == Elem::F8E4M3) {
-          int64_t row = i0 / p.row_len, rem = i0 - row * p.row_len;
-          ZOFF_UNROLL
-          for (int j = 0; j < V; ++j) {
-            x[j] = mul_rn(decode<SRC>(vec_elem<SS>(sv[r], j)), p.row_scales[row]);
-            if (++rem == p.row_len) rem = 0, ++row;
-          }
-        } else {
-          ZOFF_UNROLL
-          for (int j = 0; j < V; ++j) x[j] = decode<SRC>(vec_elem<SS>(sv[r], j));
-        }
-        float acc[V];
+      for (int rb = 0; rb < ROWS; rb += RB) {
+        uint4 sv[RB][SRC_U4];
         ZOFF_UNROLL
-        for (int j = 0; j < V; ++j) acc[j] = 0.0f;
-        if constexpr (D == Dist::Gaussian) {
+        for (int r = 0; r < RB; ++r) {
+          const int64_t g = T0 + int64_t((rb + r) * 32 + lane) * V;
+          if (g >= abeg && g < aend) {
+            const uint4* s = reinterpret_cast<const uint4*>(static_cast<const char*>(p.src) + (g - p.first) * SS);
+            ZOFF_UNROLL
+            for (int u = 0; u < SRC_U4; ++u) sv[r][u] = __ldcs(s + u);
+          }
+        }
+        ZOFF_UNROLL
+        for (int r = 0; r < RB; ++r) {
+          const int64_t g = T0 + int64_t((rb + r) * 32 + lane) * V;
+          uint32_t zw[kMaxTerms];
+          if constexpr (D == Dist::Rademacher) {
+            ZOFF_UNROLL
+            for (int k = 0; k < kMaxTerms; ++k)
+              if (k < p.nterms) zw[k] = __shfl_sync(0xffffffffu, rw[k], int((g - T0) >> 5)) >> (g & 31);
+          }
+          if (g < abeg || g >= aend) continue;
+          const int64_t i0 = g - p.first;
+          float x[V];
+          if constexpr (SRC == Elem::F8E4M3) {
+            int64_t row = i0 / p.row_len, rem = i0 - row * p.row_len;
+            ZOFF_UNROLL
+            for (int j = 0; j < V; ++j) {
+              x[j] = mul_rn(decode<SRC>(vec_elem<SS>(sv[r], j)), p.row_scales[row]);
+              if (++rem == p.row_len) rem = 0, ++row;
+            }
+          } else {
+            ZOFF_UNROLL
+            for (int j = 0; j < V; ++j) x[j] = decode<SRC>(vec_elem<SS>(sv[r], j));
+          }
+          float acc[V];
+          ZOFF_UNROLL
+          for (int j = 0; j < V; ++j) acc[j] = 0.0f;
+          if constexpr (D == Dist::Gaussian) {
 #pragma unroll 1
-          for (int k = 0; k < p.nterms; ++k) {  // not unrolled: Box-Muller is long, terms few
-            float z[V];
+            for (int k = 0; k < p.nterms; ++k) {  // not unrolled: Box-Muller is long, terms few
+              float z[V];
+              ZOFF_UNROLL
+              for (int q = 0; q < V / 4; ++q) gaussian4(philox_block(p.seed[k], p.pid, uint64_t(g >> 2) + q), z + 4 * q);
+              ZOFF_UNROLL
+              for (int j = 0; j < V; ++j) acc[j] = add_rn(acc[j], mul_rn(p.coeff[k], z[j]));
+            }
+          } else {
             ZOFF_UNROLL
-            for (int q = 0; q < V / 4; ++q) gaussian4(philox_block(p.seed[k], p.pid, uint64_t(g >> 2) + q), z + 4 * q);
-            ZOFF_UNROLL
-            for (int j = 0; j < V; ++j) acc[j] = add_rn(acc[j], mul_rn(p.coeff[k], z[j]));
+            for (int k = 0; k < kMaxTerms; ++k) {
+              if (k >= p.nterms) break;
+              ZOFF_UNROLL
+              for (int j = 0; j < V; ++j) acc[j] = add_rn(acc[j], mul_rn(p.coeff[k], ((zw[k] >> j) & 1u) ? -1.0f : 1.0f));
+            }
           }
-        } else {
+          uint32_t ow[OUT_U4 * 4];
           ZOFF_UNROLL
-          for (int k = 0; k < kMaxTerms; ++k) {
-            if (k >= p.nterms) break;
-            ZOFF_UNROLL
-            for (int j = 0; j < V; ++j) acc[j] = add_rn(acc[j], mul_rn(p.coeff[k], ((zw[k] >> j) & 1u) ? -1.0f : 1.0f));
-          }
-        }
-        uint32_t ow[OUT_U4 * 4];
-        ZOFF_UNROLL
-        for (int u = 0; u < OUT_U4 * 4; ++u) ow[u] = 0;
-        ZOFF_UNROLL
-        for (int s8 = 0; s8 < (V + 7) / 8; ++s8) {
-          Philox4 sr{};
-          if constexpr (SR) sr = philox_block(p.sr_key, p.pid, uint64_t(g >> 3) + s8);
+          for (int u = 0; u < OUT_U4 * 4; ++u) ow[u] = 0;
           ZOFF_UNROLL
-          for (int jj = 0; jj < 8 && s8 * 8 + jj < V; ++jj) {
-            const int j = s8 * 8 + jj;
-            float t = mul_rn(x[j], p.keep);
-            float v = p.nterms > 0 ? add_rn(t, acc[j]) : t;
-            uint32_t r16 = SR ? (sr.v[jj >> 1] >> (16 * (jj & 1))) & 0xFFFFu : 0u;
-            uint32_t b = encode<OUT, SR>(v, r16);
-            if constexpr (OS == 4) ow[j] = b;
-            else ow[j >> 1] |= b << (16 * (j & 1));
+          for (int s8 = 0; s8 < (V + 7) / 8; ++s8) {
+            Philox4 sr{};
+            if constexpr (SR) sr = philox_block(p.sr_key, p.pid, uint64_t(g >> 3) + s8);
+            ZOFF_UNROLL
+            for (int jj = 0; jj < 8 && s8 * 8 + jj < V; ++jj) {
+              const int j = s8 * 8 + jj;
+              float t = mul_rn(x[j], p.keep);
+              float v = p.nterms > 0 ? add_rn(t, acc[j]) : t;
+              uint32_t r16 = SR ? (sr.v[jj >> 1] >> (16 * (jj & 1))) & 0xFFFFu : 0u;
+              uint32_t b = encode<OUT, SR>(v, r16);
+              if constexpr (OS == 4) ow[j] = b;
+              else ow[j >> 1] |= b << (16 * (j & 1));
+            }
           }
+          uint4* o = reinterpret_cast<uint4*>(static_cast<char*>(p.out) + i0 * OS);
+          ZOFF_UNROLL
+          for (int u = 0; u < OUT_U4; ++u) __stcs(o + u, make_uint4(ow[4 * u], ow[4 * u + 1], ow[4 * u + 2], ow[4 * u + 3]));
         }
-        uint4* o = reinterpret_cast<uint4*>(static_cast<char*>(p.out) + i0 * OS);
-        ZOFF_UNROLL
-        for (int u = 0; u < OUT_U4; ++u) __stcs(o + u, make_uint4(ow[4 * u], ow[4 * u + 1], ow[4 * u + 2], ow[4 * u + 3]));
       }
     }
   }

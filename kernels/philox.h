@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #if defined(__CUDACC__)
 #define ZOFF_HD __host__ __device__ __forceinline__
@@ -22,7 +23,7 @@ namespace zoff::k {
 // p is a 64-bit hash of the parameter's name (param_id()), so z does not depend on the order in
 // which blocks are visited, on the device, or on how a tensor is split into pieces. Gaussian
 // values use Box-Muller on (u0,u1) -> (z0,z1) and (u2,u3) -> (z2,z3); CPU and GPU produce the
-// same 32-bit words, and Gaussian values that agree to a few ulp (libm vs CUDA math).
+// same 32-bit words and the same Gaussian values, bit for bit (Note [Bit-identical Box-Muller]).
 
 struct Philox4 {
   uint32_t v[4];
@@ -57,17 +58,127 @@ ZOFF_HD Philox4 philox_block(uint64_t seed, uint64_t pid, uint64_t blk) {
 // Uniform in (0, 1]: never 0, so log() is finite.
 ZOFF_HD float u32_to_unit(uint32_t x) { return (float(x >> 8) + 1.0f) * (1.0f / 16777216.0f); }
 
-// Four standard normals from one Philox call (Box-Muller).
+// ---- correctly rounded fp32 primitives, the same on host and device ------------------------------
+
+ZOFF_HD uint32_t f32_bits(float f) {
+#if defined(__CUDA_ARCH__)
+  return __float_as_uint(f);
+#else
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+#endif
+}
+
+ZOFF_HD float bits_f32(uint32_t u) {
+#if defined(__CUDA_ARCH__)
+  return __uint_as_float(u);
+#else
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+#endif
+}
+
+ZOFF_HD float mul_rn(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+
+ZOFF_HD float add_rn(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+
+ZOFF_HD float div_rn(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fdiv_rn(a, b);
+#else
+  return a / b;
+#endif
+}
+
+ZOFF_HD float fma_rn(float a, float b, float c) {
+#if defined(__CUDA_ARCH__)
+  return __fmaf_rn(a, b, c);
+#else
+  return std::fma(a, b, c);
+#endif
+}
+
+ZOFF_HD float sqrt_rn(float a) {
+#if defined(__CUDA_ARCH__)
+  return __fsqrt_rn(a);
+#else
+  return std::sqrt(a);
+#endif
+}
+
+// Note [Bit-identical Box-Muller]
+// z must be the same on the CPU and the GPU, so gaussian4 uses neither libm nor CUDA's logf/sinf/
+// cosf (they differ by an ulp or two, and CUDA's accurate sincosf is slow). It is built only from
+// correctly rounded operations (+, *, /, sqrt and fma, each explicit, so no compiler contraction can
+// apply: no product ever feeds a plain + or -) and integer bit manipulation:
+//   u1 = (v1 + 1) / 2^24, v1 = word >> 8, so u1 in [2^-24, 1]; rad = sqrt(-2 ln u1), with ln from
+//     musl's (fdlibm's) logf: u1 = 2^k m, m in [sqrt(2)/2, sqrt(2)), s = f / (2 + f), f = m - 1,
+//     Lg1..Lg4 polynomial (error < 1 ulp), evaluated with fma;
+//   the angle 2 pi (v2 + 1) / 2^24 is split exactly in integers into a quarter turn q and a
+//     remainder x in [-pi/4, pi/4] (one rounding, with a two-term constant), and sin x, cos x are
+//     Cephes' sinf/cosf polynomials (about 1 ulp on that range), then rotated by q.
+// Results agree with the exact Box-Muller values to a few ulp (tests/kernels/test_philox.cpp checks
+// all 2^24 inputs of each half), and CPU and GPU agree bit for bit.
+ZOFF_HD float neg2_log_unit(float u) {
+  constexpr float ln2_hi = 6.9313812256e-01f, ln2_lo = 9.0580006145e-06f;
+  constexpr float Lg1 = 0.66666662693f, Lg2 = 0.40000972152f, Lg3 = 0.28498786688f, Lg4 = 0.24279078841f;
+  uint32_t ix = f32_bits(u) + (0x3f800000u - 0x3f3504f3u);
+  const float dk = float(int32_t(ix >> 23) - 0x7f);
+  const float f = add_rn(bits_f32((ix & 0x007fffffu) + 0x3f3504f3u), -1.0f);  // exact
+  const float s = div_rn(f, add_rn(2.0f, f));
+  const float z = mul_rn(s, s), w = mul_rn(z, z);
+  const float t1 = mul_rn(w, fma_rn(w, Lg4, Lg2));
+  const float R = fma_rn(z, fma_rn(w, Lg3, Lg1), t1);
+  const float half_f = mul_rn(0.5f, f);
+  const float a = fma_rn(s, fma_rn(half_f, f, R), mul_rn(dk, ln2_lo));
+  const float b = fma_rn(-half_f, f, a);
+  return mul_rn(-2.0f, fma_rn(dk, ln2_hi, add_rn(b, f)));
+}
+
+// sin and cos of 2 pi v / 2^24 for v in [1, 2^24].
+ZOFF_HD void sincos_turn24(uint32_t v, float* sn, float* cs) {
+  constexpr float c_hi = 3.74507028e-07f;                           // 2 pi / 2^24, rounded
+  constexpr float c_lo = float(6.28318530717958647692 / 16777216.0 - double(c_hi));
+  const uint32_t q = (v + (1u << 21)) >> 22;  // nearest quarter turn, 0..4
+  const float r = float(int32_t(v) - int32_t(q << 22));  // exact, |r| <= 2^21
+  const float x = fma_rn(r, c_hi, mul_rn(r, c_lo));
+  const float z = mul_rn(x, x);
+  const float sp = fma_rn(fma_rn(-1.9515295891e-4f, z, 8.3321608736e-3f), z, -1.6666654611e-1f);
+  const float s = fma_rn(mul_rn(sp, z), x, x);
+  const float cp = fma_rn(fma_rn(2.443315711809948e-5f, z, -1.388731625493765e-3f), z, 4.166664568298827e-2f);
+  const float c = fma_rn(mul_rn(cp, z), z, fma_rn(-0.5f, z, 1.0f));
+  switch (q & 3u) {
+    case 0: *sn = s, *cs = c; break;
+    case 1: *sn = c, *cs = -s; break;
+    case 2: *sn = -s, *cs = -c; break;
+    default: *sn = -c, *cs = s; break;
+  }
+}
+
+// Four standard normals from one Philox call (Box-Muller on (v0,v1) -> (z0,z1), (v2,v3) -> (z2,z3)):
+// z_{2j} = sqrt(-2 ln u1) cos(2 pi u2), z_{2j+1} = sqrt(-2 ln u1) sin(2 pi u2), u = u32_to_unit(v).
 ZOFF_HD void gaussian4(Philox4 r, float out[4]) {
-  constexpr float two_pi = 6.28318530717958647692f;
 ZOFF_UNROLL
   for (int j = 0; j < 2; ++j) {
-    float u1 = u32_to_unit(r.v[2 * j]);
-    float u2 = u32_to_unit(r.v[2 * j + 1]);
-    float rad = sqrtf(-2.0f * logf(u1));
-    float th = two_pi * u2;
-    out[2 * j] = rad * cosf(th);
-    out[2 * j + 1] = rad * sinf(th);
+    const float rad = sqrt_rn(neg2_log_unit(u32_to_unit(r.v[2 * j])));
+    float sn, cs;
+    sincos_turn24((r.v[2 * j + 1] >> 8) + 1u, &sn, &cs);
+    out[2 * j] = mul_rn(rad, cs);
+    out[2 * j + 1] = mul_rn(rad, sn);
   }
 }
 

@@ -17,55 +17,13 @@ namespace zoff::k {
 // Note [One arithmetic, two compilers]
 // The GPU kernels and the CPU references run the same source for everything after the Philox
 // words: the functions below are ZOFF_HD and compiled by both nvcc and g++. Every multiply and add
-// on the update path goes through mul_rn/add_rn, which are __fmul_rn/__fadd_rn on the device (nvcc
-// may otherwise contract a*b+c into one FMA, which rounds once instead of twice) and plain
-// operators on the host (kernels/ref is built with -ffp-contract=off for the same reason). With
-// that, CPU and GPU results differ only where libm and CUDA's logf/sinf/cosf differ (a few ulp of
-// a Gaussian z); Rademacher signs, Philox words, fp8 packing and rounding are bit-identical.
+// on the update path goes through mul_rn/add_rn (kernels/philox.h), which are __fmul_rn/__fadd_rn
+// on the device (nvcc would otherwise contract a*b+c into one FMA, which rounds once instead of
+// twice) and plain operators on the host (kernels/ref is built with -ffp-contract=off for the same
+// reason; the default x86-64 target has no FMA to contract into). Gaussian z is bit-identical too
+// (Note [Bit-identical Box-Muller]), so CPU and GPU results agree bit for bit everywhere.
 
-ZOFF_HD uint32_t f32_bits(float f) {
-#if defined(__CUDA_ARCH__)
-  return __float_as_uint(f);
-#else
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return u;
-#endif
-}
-
-ZOFF_HD float bits_f32(uint32_t u) {
-#if defined(__CUDA_ARCH__)
-  return __uint_as_float(u);
-#else
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-#endif
-}
-
-ZOFF_HD float mul_rn(float a, float b) {
-#if defined(__CUDA_ARCH__)
-  return __fmul_rn(a, b);
-#else
-  return a * b;
-#endif
-}
-
-ZOFF_HD float add_rn(float a, float b) {
-#if defined(__CUDA_ARCH__)
-  return __fadd_rn(a, b);
-#else
-  return a + b;
-#endif
-}
-
-ZOFF_HD float div_rn(float a, float b) {
-#if defined(__CUDA_ARCH__)
-  return __fdiv_rn(a, b);
-#else
-  return a / b;
-#endif
-}
+// f32_bits, bits_f32, mul_rn, add_rn, div_rn, fma_rn, sqrt_rn: kernels/philox.h.
 
 // ---- bf16: the top 16 bits of an fp32 ------------------------------------------------------------
 
