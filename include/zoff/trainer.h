@@ -1,6 +1,8 @@
 // Trainer: builds model, weights, optimizer, data and the visit engine from a RunConfig and runs it.
 #pragma once
 
+#include <ATen/ATen.h>
+
 #include <atomic>
 #include <memory>
 #include <string>
@@ -55,6 +57,8 @@ class Trainer {
   const RunConfig& config() const { return cfg_; }
   // Human-readable memory/transfer plan of this run (what `zoff plan` prints).
   std::string plan_report() const;
+  // Flushes the pending update and returns a float32 CPU copy of every group's flat buffer.
+  std::vector<at::Tensor> snapshot_weights();
   // Runs one step and returns its stats (train() calls this in a loop).
   StepStats train_step();
 

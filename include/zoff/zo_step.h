@@ -34,14 +34,16 @@ class ZoStep {
   // Starts a pass. apply_pending: apply the optimizer's pending update on each visit (the first
   // pass of a step). keep_rows: also keep per-row losses (classification scoring).
   void begin_pass(const StepRequest& req, const StepBatch& batch, bool apply_pending, bool keep_rows = false);
-  void visit(int group, const at::Tensor& flat);
+  // apply_here = false: this group's pending update was already applied elsewhere (the host
+  // master at the CPU update site).
+  void visit(int group, const at::Tensor& flat, bool apply_here = true);
   bool done() const { return next_group_ == model_.num_groups(); }
   // After the head: mean loss per forward (one host sync). Clears the applied pending update.
   std::vector<double> losses();
   // Per-row target NLL sums and counts [F, B] (keep_rows passes only), on the CPU.
   const at::Tensor& row_nll() const { return row_nll_; }
   const at::Tensor& row_count() const { return row_count_; }
-  int64_t scored_tokens() const { return scored_tokens_; }
+  int64_t scored_tokens() const;
   // Bytes of the perturbation scratch (one largest matrix in the compute dtype).
   int64_t scratch_bytes() const;
 
@@ -61,7 +63,7 @@ class ZoStep {
   std::vector<at::Tensor> h_;
   std::vector<at::Tensor> loss_;
   at::Tensor row_nll_, row_count_;
-  int64_t scored_tokens_ = 0;
+  at::Tensor count_;
 };
 
 }  // namespace zoff

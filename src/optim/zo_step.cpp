@@ -74,10 +74,10 @@ void ZoStep::begin_pass(const StepRequest& req, const StepBatch& batch, bool app
   loss_.assign(req_.forwards.size(), at::Tensor());
 }
 
-void ZoStep::visit(int g, const at::Tensor& flat) {
+void ZoStep::visit(int g, const at::Tensor& flat, bool apply_here) {
   ZOFF_CHECK(g == next_group_, "visit order: expected group ", next_group_, ", got ", g);
   ZOFF_CHECK(flat.numel() == model_.group(g).numel, "group ", g, " buffer has the wrong size");
-  if (apply_pending_) opt_->apply_update(model_.group(g), flat);
+  if (apply_pending_ && apply_here) opt_->apply_update(model_.group(g), flat);
   src_->set_flat(g, flat);
   const int L = model_.num_layers();
   for (size_t f = 0; f < req_.forwards.size(); ++f) {
@@ -100,12 +100,14 @@ void ZoStep::visit(int g, const at::Tensor& flat) {
         row_nll_[int64_t(f)].copy_(nll);
         row_count_[int64_t(f)].copy_(cnt);
       }
-      if (f == 0) scored_tokens_ = cnt.sum().item<int64_t>();
+      if (f == 0) count_ = cnt.sum();
     }
   }
   src_->set_terms(nullptr);
   ++next_group_;
 }
+
+int64_t ZoStep::scored_tokens() const { return count_.defined() ? count_.item<int64_t>() : 0; }
 
 std::vector<double> ZoStep::losses() {
   ZOFF_CHECK(done(), "losses() before the head was visited");

@@ -1,0 +1,17 @@
+// Device queries the trainer needs: CUDA availability and GPU memory figures (zero on the CPU).
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+
+namespace zoff {
+
+bool cuda_available();
+// Peak bytes held by LibTorch's caching allocator since the last reset (cudaMaxMemoryAllocated).
+int64_t gpu_peak_allocated(const at::Device& d);
+void gpu_reset_peak(const at::Device& d);
+// Bytes in use on the device as the driver sees them (total - free, what NVML/nvidia-smi report).
+int64_t gpu_used_bytes(const at::Device& d);
+
+}  // namespace zoff

@@ -1,0 +1,248 @@
+// Resident and offloaded visit engines (Note [Engines]).
+#include "engine.h"
+
+#include <future>
+#include <thread>
+
+#include "offload/block_store.h"
+#include "offload/executor.h"
+#include "offload/host_stream_device.h"
+#include "offload/plan.h"
+#include "offload/resident_blocks.h"
+#include "offload/slot_ring.h"
+#include "zoff/error.h"
+#include "zoff/log.h"
+#include "zoff/run_plan.h"
+#ifdef ZOFF_WITH_CUDA
+#include "offload/cuda_stream_device.h"
+#endif
+
+namespace zoff {
+namespace {
+
+DType dtype_of(at::ScalarType t) {
+  switch (t) {
+    case at::kFloat: return DType::F32;
+    case at::kBFloat16: return DType::BF16;
+    case at::kHalf: return DType::F16;
+    default: ZOFF_FAIL("unsupported storage dtype ", c10::toString(t));
+  }
+}
+
+class ResidentEngine : public Engine {
+ public:
+  ResidentEngine(const Model& m, const GroupInit& init, const EngineOptions& o) : m_(m), o_(o) {
+    for (int g = 0; g < m.num_groups(); ++g) {
+      at::Tensor cpu = at::zeros({m.group(g).numel}, at::TensorOptions().dtype(o.storage));
+      init(g, cpu);
+      flats_.push_back(o.device.is_cpu() ? cpu : cpu.to(o.device));
+    }
+  }
+  void run_pass(ZoStep& step, ZoOptimizer*, bool) override {
+    for (int g = 0; g < m_.num_groups(); ++g) step.visit(g, flats_[size_t(g)]);
+  }
+  void flush(ZoOptimizer& opt) override {
+    for (int g = 0; g < m_.num_groups(); ++g) opt.apply_update(m_.group(g), flats_[size_t(g)]);
+    opt.clear_pending();
+  }
+  std::vector<at::Tensor> host_groups() override {
+    std::vector<at::Tensor> out;
+    for (auto& f : flats_) out.push_back(f.to(at::kCPU, at::kFloat, false, /*copy=*/true));
+    return out;
+  }
+  void load_groups(const std::vector<at::Tensor>& flats) override {
+    for (size_t g = 0; g < flats_.size(); ++g) flats_[g].copy_(flats.at(g));
+  }
+  std::string describe() const override {
+    int64_t bytes = 0;
+    for (auto& f : flats_) bytes += f.numel() * int64_t(f.element_size());
+    return "all groups resident on " + o_.device.str() + " (" + format_bytes(bytes) + ")";
+  }
+
+ private:
+  const Model& m_;
+  EngineOptions o_;
+  std::vector<at::Tensor> flats_;
+};
+
+std::unique_ptr<StreamDevice> make_stream_device(const at::Device& d) {
+  if (d.is_cpu()) return std::make_unique<HostStreamDevice>();
+#ifdef ZOFF_WITH_CUDA
+  if (d.is_cuda()) return std::make_unique<CudaStreamDevice>(d.has_index() ? d.index() : 0);
+#endif
+  ZOFF_FAIL("no stream device for ", d.str());
+}
+
+class OffloadEngine : public Engine {
+ public:
+  OffloadEngine(const Model& m, const GroupInit& init, const EngineOptions& o, const OffloadPolicy& pol,
+                const PlanReport& report)
+      : m_(m), o_(o), pol_(pol), dev_(make_stream_device(o.device)) {
+    const int L = m.num_layers();
+    std::vector<BlockDesc> descs;
+    for (int l = 0; l < L; ++l) descs.push_back(block_desc(m.group(m.layer_group(l))));
+    store_ = std::make_unique<BlockStore>(std::move(descs), block_store_options(pol));
+    for (int l = 0; l < L; ++l) {
+      store_->view(l).zero_();
+      init(m.layer_group(l), store_->view(l));
+      store_->refresh_transfer_copy(l);
+    }
+    auto resident_part = [&](int g) {
+      at::Tensor cpu = at::zeros({m.group(g).numel}, at::TensorOptions().dtype(o.storage));
+      init(g, cpu);
+      return o.device.is_cpu() ? cpu : cpu.to(o.device);
+    };
+    embed_ = resident_part(m.embed_group());
+    head_ = resident_part(m.head_group());
+    std::vector<bool> resident = report.resident;
+    resident.resize(size_t(L), false);
+    bool any_streamed = false;
+    for (bool r : resident) any_streamed |= !r;
+    resident_ = std::make_unique<ResidentBlocks>(*dev_, *store_, resident);
+    resident_->load_from_host();
+    if (any_streamed) ring_ = std::make_unique<SlotRing>(*dev_, pol.num_slots, store_->max_transfer_bytes());
+    ExecutorOptions eo;
+    eo.timeline = o.timeline;
+    exec_ = std::make_unique<Executor>(*dev_, *store_, ring_.get(), resident_.get(), eo);
+    plan_ = build_plan(plan_config(pol, L, resident));
+    exec_->prepare(plan_);
+  }
+
+  ~OffloadEngine() override {
+    if (host_updates_.valid()) host_updates_.wait();
+  }
+
+  void run_pass(ZoStep& step, ZoOptimizer* opt, bool apply_pending) override {
+    const bool cpu_site = pol_.update_site == UpdateSite::Cpu;
+    const bool host_update = apply_pending && cpu_site && opt && !opt->pending().empty();
+    if (host_update) start_host_updates(*opt);
+    dev_->launch(StreamId::Compute, [&] { step.visit(m_.embed_group(), embed_); }, -1);
+    auto compute = [&](int b, at::Tensor buf) {
+      step.visit(m_.layer_group(b), buf, !cpu_site || resident_->is_resident(b));
+    };
+    auto wait = [&](int b) { wait_host_update(b); };
+    exec_->run_step(plan_, compute, host_update ? HostUpdateWaitFn(wait) : HostUpdateWaitFn(skip_wait_));
+    dev_->launch(StreamId::Compute, [&] { step.visit(m_.head_group(), head_); }, -1);
+    dev_->synchronize_all();
+    if (host_updates_.valid()) host_updates_.get();
+  }
+
+  void flush(ZoOptimizer& opt) override {
+    if (opt.pending().empty()) return;
+    const bool cpu_site = pol_.update_site == UpdateSite::Cpu;
+    if (cpu_site) start_host_updates(opt);
+    dev_->launch(StreamId::Compute, [&] { opt.apply_update(m_.group(m_.embed_group()), embed_); }, -1);
+    auto compute = [&](int b, at::Tensor buf) {
+      if (!cpu_site || resident_->is_resident(b)) opt.apply_update(m_.group(m_.layer_group(b)), buf);
+    };
+    exec_->run_step(plan_, compute, cpu_site ? HostUpdateWaitFn([&](int b) { wait_host_update(b); })
+                                             : HostUpdateWaitFn(skip_wait_));
+    dev_->launch(StreamId::Compute, [&] { opt.apply_update(m_.group(m_.head_group()), head_); }, -1);
+    dev_->synchronize_all();
+    if (host_updates_.valid()) host_updates_.get();
+    opt.clear_pending();
+  }
+
+  std::vector<at::Tensor> host_groups() override {
+    dev_->synchronize_all();
+    resident_->store_to_host();
+    std::vector<at::Tensor> out;
+    // copy=true: never alias the live buffers (the store's memory dies with the engine).
+    out.push_back(embed_.to(at::kCPU, at::kFloat, false, true));
+    for (int l = 0; l < m_.num_layers(); ++l) out.push_back(store_->view(l).to(at::kFloat, false, true));
+    out.push_back(head_.to(at::kCPU, at::kFloat, false, true));
+    return out;
+  }
+
+  void load_groups(const std::vector<at::Tensor>& flats) override {
+    dev_->synchronize_all();
+    embed_.copy_(flats.at(size_t(m_.embed_group())));
+    head_.copy_(flats.at(size_t(m_.head_group())));
+    for (int l = 0; l < m_.num_layers(); ++l) {
+      store_->view(l).copy_(flats.at(size_t(m_.layer_group(l))));
+      store_->refresh_transfer_copy(l);
+    }
+    resident_->load_from_host();
+  }
+
+  std::string describe() const override {
+    return std::string("offloaded on ") + dev_->name() + ": " + std::to_string(plan_.streamed.size()) +
+           " of " + std::to_string(m_.num_layers()) + " blocks streamed through " +
+           std::to_string(ring_ ? ring_->num_slots() : 0) + " slots (" +
+           transfer_format_name(pol_.transfer) + " transfers, " + update_site_name(pol_.update_site) +
+           " update site), host master " + format_bytes(store_->host_bytes()) +
+           (store_->all_pinned() ? " pinned" : " PAGEABLE");
+  }
+
+  nlohmann::json last_pass_stats() const override {
+    int64_t h2d = 0, d2h = 0;
+    for (int b : plan_.streamed) {
+      h2d += store_->transfer_bytes(b);
+      if (pol_.update_site == UpdateSite::Gpu) d2h += store_->transfer_bytes(b);
+    }
+    nlohmann::json j = {{"h2d_bytes", h2d}, {"d2h_bytes", d2h}, {"host_wait_ms", exec_->host_wait_ms()}};
+    if (o_.timeline) {
+      j["step_ms"] = exec_->step_ms();
+      j["h2d_busy"] = exec_->h2d_busy_fraction();
+      j["compute_busy"] = exec_->compute_busy_fraction();
+    }
+    return j;
+  }
+  void write_timeline(const std::string& path) const override { exec_->write_chrome_trace(path); }
+
+ private:
+  // Note [Host update thread]
+  // At the CPU site one background thread applies the pending update to each streamed block's
+  // master in plan order (each block TBB-parallel inside the reference kernel) and refreshes its
+  // transfer copy; the executor's WaitHostUpdate b blocks until block b is done.
+  void start_host_updates(ZoOptimizer& opt) {
+    const int L = m_.num_layers();
+    done_ = std::vector<std::promise<void>>(size_t(L));
+    futures_.clear();
+    for (auto& p : done_) futures_.push_back(p.get_future().share());
+    host_updates_ = std::async(std::launch::async, [this, &opt, L] {
+      for (int b : plan_.streamed) {
+        try {
+          opt.apply_update(m_.group(m_.layer_group(b)), store_->view(b));
+          store_->refresh_transfer_copy(b);
+          done_[size_t(b)].set_value();
+        } catch (...) {
+          for (int r : plan_.streamed)
+            try { done_[size_t(r)].set_exception(std::current_exception()); } catch (...) {}
+          throw;
+        }
+      }
+      (void)L;
+    });
+  }
+  void wait_host_update(int b) { futures_.at(size_t(b)).get(); }
+
+  const Model& m_;
+  EngineOptions o_;
+  OffloadPolicy pol_;
+  std::unique_ptr<StreamDevice> dev_;
+  std::unique_ptr<BlockStore> store_;
+  std::unique_ptr<ResidentBlocks> resident_;
+  std::unique_ptr<SlotRing> ring_;
+  std::unique_ptr<Executor> exec_;
+  Plan plan_;
+  at::Tensor embed_, head_;
+  std::vector<std::promise<void>> done_;
+  std::vector<std::shared_future<void>> futures_;
+  std::future<void> host_updates_;
+  HostUpdateWaitFn skip_wait_ = [](int) {};
+};
+
+}  // namespace
+
+std::unique_ptr<Engine> make_resident_engine(const Model& m, const GroupInit& init, const EngineOptions& o) {
+  return std::make_unique<ResidentEngine>(m, init, o);
+}
+
+std::unique_ptr<Engine> make_offload_engine(const Model& m, const GroupInit& init, const EngineOptions& o,
+                                            const OffloadPolicy& policy, const PlanReport& plan) {
+  ZOFF_CHECK(dtype_of(o.storage) == policy.storage_dtype, "engine storage dtype differs from the policy's");
+  return std::make_unique<OffloadEngine>(m, init, o, policy, plan);
+}
+
+}  // namespace zoff

@@ -1,0 +1,71 @@
+// Planner inputs for a run: block layouts, activation and scratch estimates, FLOPs per step.
+#include "zoff/run_plan.h"
+
+namespace zoff {
+
+int forwards_per_step(const OptimizerConfig& o) {
+  switch (o.kind) {
+    case OptimizerKind::MeZO: return 2;
+    case OptimizerKind::SubZero: return 2;
+    case OptimizerKind::FZOO: return o.fzoo_n + 1;
+    case OptimizerKind::SVRG: return 4;
+  }
+  return 2;
+}
+
+BlockDesc block_desc(const GroupLayout& g) {
+  BlockDesc d;
+  d.numel = g.numel;
+  int64_t covered = 0;
+  for (auto& p : g.params) {
+    if (p.offset > covered) d.segments.push_back(RowSegment{1, p.offset - covered});  // padding
+    if (p.shape.size() == 2)
+      d.segments.push_back(RowSegment{p.shape[0], p.shape[1]});
+    else
+      d.segments.push_back(RowSegment{1, p.numel});
+    covered = p.offset + p.numel;
+  }
+  if (g.numel > covered) d.segments.push_back(RowSegment{1, g.numel - covered});
+  return d;
+}
+
+int64_t resident_part_bytes(const Model& m, DType storage) {
+  return (m.group(m.embed_group()).numel + m.group(m.head_group()).numel) * dtype_size(storage);
+}
+
+// Note [Activation estimate]
+// Per perturbation the step keeps one hidden state [B,T,H] between blocks (compute dtype).
+// One block forward at a time additionally holds q, k, v, attention output, two residual-sized
+// temporaries and the MLP intermediates (2 x [B,T,F]) -- (6H + 2F) B T elements -- and the 2.x
+// attention kernels need no [T,T] scores; 1.13's explicit path adds B heads T T floats. The head
+// holds logits and log-probs in fp32: 2 B T V x 4 bytes. These transients are counted once (in the
+// workspace), plus 256 MiB of allocator and cuBLAS slack.
+PlannerInput planner_input(const Model& m, const RunConfig& cfg) {
+  const ModelSpec& s = m.spec();
+  const OffloadPolicy& pol = cfg.policy;
+  PlannerInput in;
+  for (int l = 0; l < m.num_layers(); ++l) in.blocks.push_back(block_desc(m.group(m.layer_group(l))));
+  in.resident_part_bytes = resident_part_bytes(m, pol.storage_dtype);
+  const int64_t B = cfg.data.batch_size, T = cfg.data.max_length, H = s.hidden_size;
+  const int64_t cb = dtype_size(pol.compute_dtype);
+  in.num_perturbations = forwards_per_step(cfg.optimizer);
+  in.activation_bytes_per_perturbation = B * T * H * cb;
+  int64_t big = 0;
+  for (auto& g : m.groups())
+    for (auto& p : g.params)
+      if (p.shape.size() == 2) big = std::max(big, p.numel);
+  in.scratch_bytes = big * cb;
+  int64_t transient = (6 * H + 2 * s.ffn_dim) * B * T * cb + 2 * B * T * s.vocab_size * 4;
+#if !(defined(TORCH_VERSION_MAJOR) && TORCH_VERSION_MAJOR >= 2)
+  transient += B * s.num_heads * T * T * 4;
+#endif
+  in.workspace_bytes = transient + (int64_t(256) << 20);
+  double per_token = 0;
+  for (int l = 0; l < m.num_layers(); ++l) per_token += 2.0 * double(m.group(m.layer_group(l)).numel);
+  per_token += 2.0 * double(s.vocab_size) * double(s.word_embed_proj_dim > 0 ? s.word_embed_proj_dim : H);
+  per_token += 4.0 * double(T) * double(H) * double(s.num_layers);  // attention scores and mix
+  in.flops_per_step = per_token * double(B * T) * in.num_perturbations;
+  return in;
+}
+
+}  // namespace zoff
