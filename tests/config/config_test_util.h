@@ -1,6 +1,7 @@
 // Helpers for the config tests: a scratch folder of TOML files and "throws InputError mentioning".
 #pragma once
 
+#include "common/remove_tree.h"
 #include <unistd.h>
 
 #include <filesystem>
@@ -22,12 +23,12 @@ class ScratchDir {
     static int counter = 0;
     root_ = std::filesystem::temp_directory_path() /
             ("zoff-config-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-    std::filesystem::remove_all(root_);
+    zoff::testing::remove_tree(root_);
     std::filesystem::create_directories(root_);
   }
   ~ScratchDir() {
     std::error_code ec;
-    std::filesystem::remove_all(root_, ec);
+    zoff::testing::remove_tree(root_);
   }
   // Writes `text` to root/rel (creating folders) and returns the full path.
   std::string write(const std::string& rel, const std::string& text) const {

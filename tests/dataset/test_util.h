@@ -1,6 +1,7 @@
 // Shared helpers for the data tests: temporary folders, file writing, error-message checks.
 #pragma once
 
+#include "common/remove_tree.h"
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -24,7 +25,7 @@ class TempDir {
   }
   ~TempDir() {
     std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
+    zoff::testing::remove_tree(path_);
   }
   TempDir(const TempDir&) = delete;
   TempDir& operator=(const TempDir&) = delete;

@@ -1,4 +1,5 @@
 // CUDA training: offloaded (streams, events, pinned store) equals resident on the GPU bit for bit.
+#include "common/remove_tree.h"
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -31,7 +32,7 @@ std::vector<at::Tensor> run(const RunConfig& c, int steps) {
   Trainer t(c);
   for (int i = 0; i < steps; ++i) t.train_step();
   auto w = t.snapshot_weights();
-  std::filesystem::remove_all(c.train.output_dir);
+  zoff::testing::remove_tree(c.train.output_dir);
   return w;
 }
 

@@ -1,6 +1,7 @@
 // Shared helpers for the io tests: a self-deleting temp folder and an InputError matcher.
 #pragma once
 
+#include "common/remove_tree.h"
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -19,7 +20,7 @@ struct TempDir {
     char tmpl[] = "/tmp/zoff_io_XXXXXX";
     path = mkdtemp(tmpl);
   }
-  ~TempDir() { std::filesystem::remove_all(path); }
+  ~TempDir() { zoff::testing::remove_tree(path); }
   std::string file(const std::string& n) const { return path + "/" + n; }
 };
 
