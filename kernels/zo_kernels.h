@@ -26,9 +26,11 @@ struct ZTerm {
 //   theta <- theta * (1 - decay) + sum_k coeff_k * z(seed_k, pid, i)
 // The sum over k is formed in fp32 in the order given, added to theta (upcast to fp32), and
 // written back in theta's dtype. For F16/BF16 theta, sr_seed != 0 rounds stochastically with
-// Philox bits keyed by (sr_seed, pid, i) (unbiased: E[round(x)] = x), so updates far below one
-// ulp survive in expectation; sr_seed == 0 rounds to nearest even. Terms beyond kMaxTerms are
-// applied by further passes (the wrappers split them), so any count works.
+// Philox bits keyed by (sr_seed, pid, i) (unbiased: E[round(x)] = x; the exact bits: Note
+// [Stochastic rounding], kernels/ref/scalar.h), so updates far below one ulp survive in
+// expectation; sr_seed == 0 rounds to nearest even. Terms beyond kMaxTerms are applied by further
+// passes (the wrappers split them; Note [Term passes]), so any count works. The GPU kernels and
+// the CPU references give bit-identical results (Note [One arithmetic, two compilers]).
 constexpr int kMaxTerms = 8;
 
 // Out-of-place perturbation: out[i] = dequant(src)[i] + sum_k coeff_k * z(seed_k, pid, i), in out's

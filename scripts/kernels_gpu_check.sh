@@ -36,8 +36,12 @@ build() {
   wait
   local kobjs="$O/*.cu.o $(ls $O/*.o | grep -v -e '\.cu\.o$' -e test_kernels_gpu -e bench_kernels)"
   local libs="-L$LIB -L$CUDA_HOME/lib64 -ltbb -lcublas -lcudart_static -lpthread -ldl -lrt"
-  g++ -o $B/bin/kernels_gpu_test$TAG $O/test_kernels_gpu.o $kobjs $LIB/libgtest_main.a $LIB/libgtest.a $libs
-  g++ -o $B/bin/bench_kernels$TAG $O/bench_kernels.o $kobjs -l:libbenchmark.so.1debian $libs
+  # gtest and benchmark: the carried Debian ones when present, else the system's.
+  local gtest="$LIB/libgtest_main.a $LIB/libgtest.a" bench="-l:libbenchmark.so.1debian"
+  [ -f "$LIB/libgtest.a" ] || gtest="-lgtest_main -lgtest"
+  [ -f "$LIB/libbenchmark.so.1debian" ] || bench="-lbenchmark"
+  g++ -o $B/bin/kernels_gpu_test$TAG $O/test_kernels_gpu.o $kobjs $gtest $libs
+  g++ -o $B/bin/bench_kernels$TAG $O/bench_kernels.o $kobjs $bench $libs
   cat $O/*.ptxas.log > $B/bin/ptxas$TAG.log
   echo "${NVCC_EXTRA:-default}" > $B/bin/variant$TAG.txt
   echo "built $B/bin/kernels_gpu_test$TAG $B/bin/bench_kernels$TAG"
