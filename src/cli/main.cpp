@@ -1,6 +1,7 @@
 // zoff: the command-line program (train, eval, forward, inspect, plan); exit codes in docs/cli.md.
 #include <ATen/Context.h>
 #include <c10/util/Exception.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <torch/version.h>
 
 #include <cstdio>
@@ -64,6 +65,9 @@ int run_main(int argc, char** argv) {
     std::fprintf(stderr, "Run with --help for more information.\n");
     return kExitUsage;
   }
+  // Logs go to stderr: stdout carries results (tables, --json) that scripts read.
+  spdlog::set_default_logger(
+      std::make_shared<spdlog::logger>("", std::make_shared<spdlog::sinks::stderr_color_sink_mt>()));
   zoff::log::set_level(log_level);
   for (const Command& c : commands)
     if (c.app->parsed()) return c.run();
