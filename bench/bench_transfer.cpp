@@ -1,0 +1,127 @@
+// Host<->device copy bandwidth of block-sized buffers: pinned/pageable, H2D, D2H and both at once.
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <exception>
+#include <string>
+
+#ifdef ZOFF_WITH_CUDA
+#include "bench/cuda_bench.h"
+#endif
+
+// Note [Transfer bench]
+// Each case copies one buffer of `MiB` mebibytes per iteration with cudaMemcpyAsync on a
+// non-blocking stream and times it with CUDA events (UseManualTime), so the reported time is the
+// copy on the device, not the host's view of an asynchronous call. "both" runs an H2D copy and a
+// D2H copy of the same size at once on two streams (what the GPU update site does while a block
+// is written back and the next one uploads): its time runs from the start event (recorded on the
+// upload stream, waited for by the offload stream) to the later of the two copies' ends, and
+// each direction's own completion time gives h2d_GBps / d2h_GBps.
+// Counters: bytes_per_second (kIsRate, over the manual time: Google Benchmark divides rate
+// counters by the manual time when UseManualTime is set), GBps (the same in 1e9 bytes/s).
+// Pageable buffers are touched once before timing; their copies go through the driver's staging
+// buffer and show what an unpinned master would cost.
+
+namespace {
+
+#ifdef ZOFF_WITH_CUDA
+
+using namespace zoff::bench;
+
+enum class Dir { H2D, D2H, Both };
+
+const char* dir_name(Dir d) { return d == Dir::H2D ? "h2d" : d == Dir::D2H ? "d2h" : "both"; }
+
+void bm_copy(benchmark::State& st, Dir dir, bool pinned) {
+  const size_t bytes = size_t(st.range(0)) << 20;
+  try {
+    HostMem up_src(bytes, pinned);      // H2D source
+    DeviceMem up_dst(bytes);
+    // D2H: device source, host destination (separate buffers so "both" copies do not alias).
+    DeviceMem down_src(bytes);
+    HostMem down_dst(bytes, pinned);
+    Stream up, down;
+    Event start, up_done, down_done;
+    auto issue = [&] {
+      ZOFF_CUDA_OK(cudaEventRecord(start.get(), up.get()));
+      if (dir != Dir::D2H)
+        ZOFF_CUDA_OK(cudaMemcpyAsync(up_dst.get(), up_src.get(), bytes, cudaMemcpyHostToDevice, up.get()));
+      ZOFF_CUDA_OK(cudaEventRecord(up_done.get(), up.get()));
+      if (dir != Dir::H2D) {
+        ZOFF_CUDA_OK(cudaStreamWaitEvent(down.get(), start.get(), 0));
+        ZOFF_CUDA_OK(cudaMemcpyAsync(down_dst.get(), down_src.get(), bytes, cudaMemcpyDeviceToHost, down.get()));
+      }
+      ZOFF_CUDA_OK(cudaEventRecord(down_done.get(), dir == Dir::H2D ? up.get() : down.get()));
+      ZOFF_CUDA_OK(cudaEventSynchronize(up_done.get()));
+      ZOFF_CUDA_OK(cudaEventSynchronize(down_done.get()));
+    };
+    issue();  // warm-up: first-touch of the device buffers, driver staging setup
+    double up_s = 0, down_s = 0;
+    for (auto _ : st) {
+      issue();
+      const double u = elapsed_ms(start, up_done) / 1e3, d = elapsed_ms(start, down_done) / 1e3;
+      up_s += u;
+      down_s += d;
+      st.SetIterationTime(dir == Dir::H2D ? u : dir == Dir::D2H ? d : std::max(u, d));
+    }
+    const double moved = double(bytes) * (dir == Dir::Both ? 2 : 1) * double(st.iterations());
+    st.counters["bytes_per_second"] = benchmark::Counter(moved, benchmark::Counter::kIsRate);
+    st.counters["GBps"] = benchmark::Counter(moved / 1e9, benchmark::Counter::kIsRate);
+    if (dir == Dir::Both) {
+      st.counters["h2d_GBps"] = double(bytes) * double(st.iterations()) / up_s / 1e9;
+      st.counters["d2h_GBps"] = double(bytes) * double(st.iterations()) / down_s / 1e9;
+    }
+  } catch (const std::exception& e) {
+    st.SkipWithError(e.what());
+  }
+}
+
+void register_all() {
+  for (Dir d : {Dir::H2D, Dir::D2H, Dir::Both})
+    for (bool pinned : {true, false}) {
+      std::string name = std::string("transfer/") + dir_name(d) + "/" + (pinned ? "pinned" : "pageable");
+      benchmark::RegisterBenchmark(name.c_str(), [d, pinned](benchmark::State& st) { bm_copy(st, d, pinned); })
+          ->ArgName("MiB")
+          ->Arg(64)
+          ->Arg(256)
+          ->Arg(1024)
+          ->UseManualTime()
+          ->Unit(benchmark::kMillisecond);
+    }
+}
+
+void add_context() {
+  try {
+    benchmark::AddCustomContext("device", device_name());
+  } catch (const std::exception& e) {
+    benchmark::AddCustomContext("device", std::string("unavailable: ") + e.what());
+  }
+}
+
+#else  // !ZOFF_WITH_CUDA
+
+void register_all() {
+  benchmark::RegisterBenchmark("transfer/skipped",
+                               [](benchmark::State& st) { st.SkipWithError("built without CUDA"); });
+}
+
+void add_context() {
+  std::fprintf(stderr, "bench_transfer: built without CUDA (no ZOFF_WITH_CUDA): nothing to measure\n");
+  benchmark::AddCustomContext("device", "none (built without CUDA)");
+}
+
+#endif
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  add_context();
+  register_all();
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
