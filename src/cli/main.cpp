@@ -48,7 +48,7 @@ int run_main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "Log level: trace, debug, info, warn, error, off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}))
       ->capture_default_str();
-  app.require_subcommand(1);
+  app.require_subcommand(0, 1);  // none: our own message below (CLI11's names no command)
   app.footer("Run 'zoff <command> --help' for a command's options. Full reference: docs/cli.md.");
 
   std::vector<Command> commands = add_trainer_commands(app);
@@ -71,7 +71,9 @@ int run_main(int argc, char** argv) {
   zoff::log::set_level(log_level);
   for (const Command& c : commands)
     if (c.app->parsed()) return c.run();
-  return kExitUsage;  // unreachable: require_subcommand(1)
+  print_error("no command given (expected one of: train, eval, forward, inspect, plan)");
+  std::fprintf(stderr, "Run with --help for more information.\n");
+  return kExitUsage;
 }
 
 }  // namespace
