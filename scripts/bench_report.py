@@ -175,6 +175,8 @@ def main():
     out.append("")
     for (opt, pol) in sorted(groups, key=lambda k: (order(k[0], OPT_ORDER), order(k[1], POLICY_ORDER))):
         out += step_table(opt, pol, groups[(opt, pol)]) + [""]
+    failed += [(b["name"], b.get("error_message") or b.get("skip_message") or "") for b in entries
+               if not b["name"].startswith("step/") and failed_entry(b)]
     if failed:
         out += ["### Skipped or failed cases", "", "| case | message |", "|---|---|"]
         out += [f"| {n} | {m.replace('|', '/').replace(chr(10), ' ')} |" for n, m in failed] + [""]
