@@ -74,6 +74,8 @@ MezoResult mezo_check(const Model& m, const std::vector<at::Tensor>& flats_in, c
               res.before.nll_correct);
   auto t0 = std::chrono::steady_clock::now();
   const int64_t per_epoch = train.size() / o.batch_size;
+  ZOFF_INPUT_CHECK(per_epoch > 0, train.source(), ": ", train.size(),
+                   " examples cannot fill one MeZO batch of ", o.batch_size);
   std::vector<int64_t> order;
   double loss_avg = 0;
   std::vector<at::Tensor> z(flats.size());

@@ -152,6 +152,8 @@ void pretrain(const Model& m, std::vector<at::Tensor>& flats, const Tokenizer& t
               const Dataset& test, const Options& o) {
   auto rows = corpus_rows(o.data + "/corpus.txt", tok, o.seq_len, o.keep_tagged);
   const int64_t n = int64_t(rows.size()), per_epoch = n / o.batch_size;
+  ZOFF_INPUT_CHECK(per_epoch > 0, o.data, "/corpus.txt: ", n, " rows cannot fill one batch of ",
+                   o.batch_size);
   for (auto& f : flats) f.requires_grad_(true);
   AdamW opt(m, flats);
   std::vector<int64_t> order;
