@@ -1,6 +1,8 @@
 // Forward pass of OPT, Llama and Qwen2 blocks over weights handed out by a WeightSource.
 #include "zoff/model.h"
 
+#include <torch/version.h>  // TORCH_VERSION_MAJOR (tiny header; ATen does not define it)
+
 #include <cmath>
 #include <limits>
 

@@ -1,6 +1,7 @@
 // ZoStep: applies pending updates and runs all perturbed forwards through each visited group.
 #include "zoff/zo_step.h"
 
+#include "device_dispatch.h"
 #include "zoff/error.h"
 #include "zoff/weights.h"
 
@@ -21,6 +22,10 @@ class ZoStep::Source : public WeightSource {
     scratch_ = at::empty({big}, at::TensorOptions().dtype(compute).device(dev));
   }
   void set_flat(int g, const at::Tensor& f) { flats_[size_t(g)] = f; }
+  // Note [fp8 groups]: a streamed block that travelled as fp8 arrives as bytes: numel e4m3
+  // payload bytes (padded to 16), then one float scale per row (Note [Transfer layout]). Its
+  // weights are dequantised (and perturbed) in the same fused pass, straight into the scratch.
+  void set_fp8_rows(std::vector<std::vector<int64_t>> rows) { fp8_rows_ = std::move(rows); }
   void set_terms(const std::vector<DirTerm>* t) { terms_ = t; }
   int64_t scratch_bytes() const { return scratch_.numel() * int64_t(scratch_.element_size()); }
 
@@ -28,10 +33,10 @@ class ZoStep::Source : public WeightSource {
     const at::Tensor& flat = flats_.at(size_t(group));
     ZOFF_CHECK(flat.defined(), "group ", model_.group(group).name, " is not resident");
     const ParamInfo& p = model_.group(group).params.at(size_t(param));
+    if (flat.scalar_type() == at::kByte) return get_fp8(group, param, p, flat);
     at::Tensor theta = param_view(model_.group(group), param, flat);
     if ((terms_ == nullptr || terms_->empty()) && theta.scalar_type() == compute_) return theta;
-    at::Tensor out = p.shape.size() >= 2 ? scratch_.narrow(0, 0, p.numel).view(p.shape)
-                                         : at::empty(p.shape, scratch_.options());
+    at::Tensor out = out_for(p);
     if (terms_ == nullptr || terms_->empty())
       out.copy_(theta);
     else
@@ -46,12 +51,59 @@ class ZoStep::Source : public WeightSource {
   std::vector<at::Tensor> flats_;
   at::Tensor scratch_;
   const std::vector<DirTerm>* terms_ = nullptr;
+  std::vector<std::vector<int64_t>> fp8_rows_;  // per group, per param: first row index
+
+  at::Tensor out_for(const ParamInfo& p) {
+    return p.shape.size() >= 2 ? scratch_.narrow(0, 0, p.numel).view(p.shape) : at::empty(p.shape, scratch_.options());
+  }
+
+  at::Tensor get_fp8(int group, int param, const ParamInfo& p, const at::Tensor& flat) {
+    const int64_t numel = model_.group(group).numel;
+    const float* scales = reinterpret_cast<const float*>(flat.data_ptr<uint8_t>() + (numel + 15) / 16 * 16);
+    const int64_t row0 = fp8_rows_.at(size_t(group)).at(size_t(param));
+    at::Tensor out = out_for(p);
+    auto* elem = dynamic_cast<ElementwiseDirections*>(dirs_);
+    std::vector<k::ZTerm> kt = (terms_ && elem) ? to_kernel_terms(*terms_) : std::vector<k::ZTerm>{};
+    k::PerturbArgs a{};
+    a.out = out.data_ptr();
+    a.out_elem = elem_of(out.scalar_type());
+    a.src = flat.data_ptr<uint8_t>() + p.offset;
+    a.src_elem = k::Elem::F8E4M3;
+    a.row_scales = scales + row0;
+    a.row_len = p.shape.size() == 2 ? p.shape[1] : p.numel;
+    a.n = p.numel;
+    a.pid = p.id;
+    a.dist = elem ? elem->dist() : k::Dist::Gaussian;
+    a.terms = kt.data();
+    a.nterms = int(kt.size());
+    dispatch_zo_perturb(a, flat.device());  // dequantise (+ element-wise perturbation)
+    if (terms_ && !terms_->empty() && !elem) {
+      // Low-rank (or other) directions: perturb the dequantised weight in place.
+      dirs_->perturb(p, out, *terms_, out);
+    }
+    return out;
+  }
 };
 
 ZoStep::ZoStep(const Model& m, ZoOptimizer* opt, at::ScalarType compute, const at::Device& device)
     : model_(m), opt_(opt), compute_(compute), device_(device) {
   static ElementwiseDirections plain(k::Dist::Gaussian);  // eval without an optimizer: clean forwards only
   src_ = std::make_unique<Source>(m, opt ? &opt->directions() : &plain, compute, device);
+  // First row of each parameter inside its group, counting one row per vector and per padding
+  // run, exactly as the offload engine's block layout counts rows (run_plan.cpp block_desc).
+  std::vector<std::vector<int64_t>> rows;
+  for (auto& g : m.groups()) {
+    std::vector<int64_t> r;
+    int64_t row = 0, covered = 0;
+    for (auto& p : g.params) {
+      if (p.offset > covered) row += 1;  // padding run
+      r.push_back(row);
+      row += p.shape.size() == 2 ? p.shape[0] : 1;
+      covered = p.offset + p.numel;
+    }
+    rows.push_back(std::move(r));
+  }
+  src_->set_fp8_rows(std::move(rows));
 }
 
 ZoStep::~ZoStep() = default;
@@ -76,7 +128,11 @@ void ZoStep::begin_pass(const StepRequest& req, const StepBatch& batch, bool app
 
 void ZoStep::visit(int g, const at::Tensor& flat, bool apply_here) {
   ZOFF_CHECK(g == next_group_, "visit order: expected group ", next_group_, ", got ", g);
-  ZOFF_CHECK(flat.numel() == model_.group(g).numel, "group ", g, " buffer has the wrong size");
+  const bool fp8 = flat.scalar_type() == at::kByte;
+  ZOFF_CHECK(fp8 ? flat.numel() >= model_.group(g).numel : flat.numel() == model_.group(g).numel, "group ", g,
+             " buffer has the wrong size");
+  ZOFF_CHECK(!(fp8 && apply_pending_ && apply_here), "group ", g,
+             ": an fp8 transfer copy cannot take the update (fp8 transfers need update_site = cpu)");
   if (apply_pending_ && apply_here) opt_->apply_update(model_.group(g), flat);
   src_->set_flat(g, flat);
   const int L = model_.num_layers();

@@ -1,6 +1,10 @@
 // Planner inputs for a run: block layouts, activation and scratch estimates, FLOPs per step.
 #include "zoff/run_plan.h"
 
+#include <algorithm>
+
+#include <torch/version.h>  // TORCH_VERSION_MAJOR
+
 namespace zoff {
 
 int forwards_per_step(const OptimizerConfig& o) {
@@ -38,8 +42,8 @@ int64_t resident_part_bytes(const Model& m, DType storage) {
 // One block forward at a time additionally holds q, k, v, attention output, two residual-sized
 // temporaries and the MLP intermediates (2 x [B,T,F]) -- (6H + 2F) B T elements -- and the 2.x
 // attention kernels need no [T,T] scores; 1.13's explicit path adds B heads T T floats. The head
-// holds logits and log-probs in fp32: 2 B T V x 4 bytes. These transients are counted once (in the
-// workspace), plus 256 MiB of allocator and cuBLAS slack.
+// holds logits and log-probs in fp32: 2 B T V x 4 bytes. Block and head transients are never alive
+// at once, so the workspace holds the larger, plus 256 MiB of allocator and cuBLAS slack.
 PlannerInput planner_input(const Model& m, const RunConfig& cfg) {
   const ModelSpec& s = m.spec();
   const OffloadPolicy& pol = cfg.policy;
@@ -55,10 +59,12 @@ PlannerInput planner_input(const Model& m, const RunConfig& cfg) {
     for (auto& p : g.params)
       if (p.shape.size() == 2) big = std::max(big, p.numel);
   in.scratch_bytes = big * cb;
-  int64_t transient = (6 * H + 2 * s.ffn_dim) * B * T * cb + 2 * B * T * s.vocab_size * 4;
+  int64_t block_transient = (6 * H + 2 * s.ffn_dim) * B * T * cb;
 #if !(defined(TORCH_VERSION_MAJOR) && TORCH_VERSION_MAJOR >= 2)
-  transient += B * s.num_heads * T * T * 4;
+  block_transient += B * s.num_heads * T * T * 4;
 #endif
+  const int64_t head_transient = 2 * B * T * s.vocab_size * 4;
+  const int64_t transient = std::max(block_transient, head_transient);  // never alive together
   in.workspace_bytes = transient + (int64_t(256) << 20);
   double per_token = 0;
   for (int l = 0; l < m.num_layers(); ++l) per_token += 2.0 * double(m.group(m.layer_group(l)).numel);

@@ -2,6 +2,7 @@
 #include "common/remove_tree.h"
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 
@@ -122,6 +123,39 @@ TEST(Determinism, SameSeedSameBitsAndResumeIsExact) {
     expect_identical(t2.snapshot_weights(), a, std::string("resume ") + optimizer_kind_name(kind));
     zoff::testing::remove_tree(c1.train.output_dir);
     zoff::testing::remove_tree(c2.train.output_dir);
+  }
+}
+
+}  // namespace
+}  // namespace zoff
+
+namespace zoff {
+namespace {
+
+// fp8 transfers (bf16 master, CPU update site): forwards see the dequantised weights, so losses
+// track the bf16 run closely but not bit for bit; the run must work for every optimizer.
+TEST(Fp8Transfer, TracksTheBf16RunForEveryOptimizer) {
+  for (OptimizerKind kind : {OptimizerKind::MeZO, OptimizerKind::FZOO, OptimizerKind::SubZero, OptimizerKind::SVRG}) {
+    auto losses = [&](bool fp8) {
+      RunConfig c = base_config("opt-tiny", kind);
+      c.policy.storage_dtype = DType::BF16;
+      c.policy.compute_dtype = DType::F32;
+      c.policy.offload = true;
+      c.policy.resident_blocks = 0;
+      c.policy.update_site = UpdateSite::Cpu;
+      c.policy.transfer = fp8 ? TransferFormat::FP8 : TransferFormat::Same;
+      Trainer t(c);
+      std::vector<double> out;
+      for (int i = 0; i < 5; ++i) out.push_back(t.train_step().loss);
+      zoff::testing::remove_tree(c.train.output_dir);
+      return out;
+    };
+    auto a = losses(false), b = losses(true);
+    for (size_t i = 0; i < a.size(); ++i) {
+      EXPECT_TRUE(std::isfinite(b[i]));
+      EXPECT_NEAR(b[i], a[i], 0.02 * std::fabs(a[i])) << optimizer_kind_name(kind) << " step " << i;
+      EXPECT_NE(b[i], a[i]) << "fp8 forward identical to bf16: was fp8 used?";
+    }
   }
 }
 
