@@ -69,7 +69,7 @@ Result train(TeacherStudent& s, const OptimizerConfig& cfg, int steps, double ta
       }
       opt->end_step(mean);
     }
-    if (t % 20 == 19 && r.forwards_to_target < 0) {
+    if (t % 5 == 4 && r.forwards_to_target < 0) {
       flush(*s.m, *opt, w);
       if (clean_loss(*s.m, w, s.eval) <= target) r.forwards_to_target = forwards;
     }
