@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+
+#include "zoff/remove_tree.h"
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -128,7 +130,7 @@ std::string make_run_dir(const Options& o, const std::string& name) {
     std::string leaf = name;
     std::replace(leaf.begin(), leaf.end(), '/', '_');
     const std::filesystem::path p = std::filesystem::path(o.runs_dir) / leaf;
-    std::filesystem::remove_all(p);  // the trainer appends to metrics.jsonl
+    zoff::remove_tree(p.string());  // the trainer appends to metrics.jsonl
     std::filesystem::create_directories(p);
     return p.string();
   }
@@ -217,8 +219,7 @@ void run_case(benchmark::State& st, const Options& o, const SizeDef& sz, const O
     release_device_cache(o);
   }
   if (o.runs_dir.empty() && !run_dir.empty()) {
-    std::error_code ec;
-    std::filesystem::remove_all(run_dir, ec);
+    zoff::remove_tree(run_dir);
   }
 }
 
