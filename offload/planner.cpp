@@ -105,8 +105,8 @@ PlanReport plan_offload(const PlannerInput& in, const OffloadPolicy& p) {
     r.slot_bytes = max_transfer;
     ring.push_back({"slots (" + std::to_string(p.num_slots) + " x " + format_bytes(max_transfer) + ")",
                     int64_t(p.num_slots) * align256(max_transfer)});
-    if (tdt == DType::F8_E4M3)
-      ring.push_back({"fp8 unpack buffer", max_numel * dtype_size(p.compute_dtype)});
+    // No fp8 unpack buffer: ZoStep dequantises each matrix straight into the perturbation
+    // scratch when the forward asks for it (Note [fp8 groups] in src/optim/zo_step.cpp).
     int64_t fixed = common_total;
     for (const MemoryComponent& m : ring) fixed += m.bytes;
     std::vector<MemoryComponent> fixed_list = ring;

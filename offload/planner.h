@@ -53,7 +53,6 @@ struct PlanReport {
 
 // Note [Planner]
 // GPU memory = slots (K x the largest block in the transfer format, each rounded up to 256 B)
-//            + fp8 unpack buffer (largest block in the compute dtype; fp8 transfers only)
 //            + resident parts + activations x perturbations + scratch + workspace
 //            + resident blocks (storage dtype).
 // offload = false: every block resident, no slots; over budget is an InputError.
