@@ -214,7 +214,8 @@ StepStats Trainer::train_step() {
   nlohmann::json line = {{"step", I.step}, {"loss", s.loss}, {"seconds", s.seconds},
                          {"tokens_per_second", s.tokens_per_second}, {"losses", L}, {"info", info},
                          {"gpu_peak_allocated", s.gpu_peak_bytes}, {"gpu_used", gpu_used_bytes(I.device)},
-                         {"engine", I.engine->last_pass_stats()}};
+                         {"engine", I.engine->last_pass_stats()},
+                         {"direction_state_bytes", I.opt->directions().state_bytes()}};
   I.metrics << line.dump() << "\n";
   I.metrics.flush();
   ++I.step;

@@ -28,18 +28,20 @@ class FileDirections : public Directions {
   void perturb(const ParamInfo& p, const at::Tensor& theta, const std::vector<DirTerm>& terms,
                at::Tensor out) override {
     at::Tensor acc = theta.to(at::kFloat).clone();
-    for (auto& t : terms) acc += float(t.coeff) * z(p);
+    for (auto& t : terms) acc += float(t.coeff) * z(p, theta.device());
     out.copy_(acc.view(out.sizes()));
   }
   void update(const ParamInfo& p, at::Tensor theta, const std::vector<DirTerm>& terms, double decay,
               uint64_t) override {
     at::Tensor acc = theta.to(at::kFloat) * float(1.0 - decay);
-    for (auto& t : terms) acc += float(t.coeff) * z(p);
+    for (auto& t : terms) acc += float(t.coeff) * z(p, theta.device());
     theta.copy_(acc);
   }
 
  private:
-  at::Tensor z(const ParamInfo& p) { return read_tensor(*f_, "z." + p.name).view(p.shape); }
+  at::Tensor z(const ParamInfo& p, const at::Device& d = at::kCPU) {
+    return read_tensor(*f_, "z." + p.name).view(p.shape).to(d);
+  }
   std::shared_ptr<SafetensorsFile> f_;
 };
 
@@ -62,8 +64,9 @@ inline void flush(const Model& m, ZoOptimizer& opt, ModelWeights& w) {
   opt.clear_pending();
 }
 
-inline double clean_loss(const Model& m, ModelWeights& w, const StepBatch& b) {
-  ZoStep s(m, nullptr, at::kFloat, at::kCPU);
+inline double clean_loss(const Model& m, ModelWeights& w, const StepBatch& b,
+                         const at::Device& d = at::kCPU) {
+  ZoStep s(m, nullptr, at::kFloat, d);
   StepRequest req;
   req.forwards.resize(1);
   return run_pass(m, s, req, b, w, false).at(0);
