@@ -13,5 +13,7 @@ int64_t gpu_peak_allocated(const at::Device& d);
 void gpu_reset_peak(const at::Device& d);
 // Bytes in use on the device as the driver sees them (total - free, what NVML/nvidia-smi report).
 int64_t gpu_used_bytes(const at::Device& d);
+// Blocks until the current (LibTorch) stream of d has finished its queued work; no-op on the CPU.
+void sync_current_stream(const at::Device& d);
 
 }  // namespace zoff

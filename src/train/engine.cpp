@@ -12,6 +12,7 @@
 #include "offload/slot_ring.h"
 #include "zoff/error.h"
 #include "zoff/log.h"
+#include "device_info.h"
 #include "zoff/run_plan.h"
 #ifdef ZOFF_WITH_CUDA
 #include "offload/cuda_stream_device.h"
@@ -113,6 +114,11 @@ class OffloadEngine : public Engine {
   }
 
   void run_pass(ZoStep& step, ZoOptimizer* opt, bool apply_pending) override {
+    // Note [Batch before the pass]: begin_pass() put the batch, mask and positions on the device
+    // from the caller's current stream; the offload streams are non-blocking, so wait for that
+    // work before the compute stream reads it (compute-sanitizer racecheck caught the embedding
+    // gather reading ids still in flight).
+    sync_current_stream(o_.device);
     const bool cpu_site = pol_.update_site == UpdateSite::Cpu;
     const bool host_update = apply_pending && cpu_site && opt && !opt->pending().empty();
     if (host_update) start_host_updates(*opt);

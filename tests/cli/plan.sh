@@ -40,12 +40,13 @@ if grep -q "unpack" "$TMP/out"; then echo "FAIL: fp8 plans need no unpack buffer
 
 # 2. The same with room (16 GiB): the full table, with the numbers worked out by hand:
 #    slots 3 x (1812099072 e4m3 bytes + 110602 rows x 4 B scales) = 5.06 GiB, resident embed +
-#    head in bf16 = 1.20 GiB; the 16 GiB leave room for one resident bf16 block (3.38 GiB), so
-#    95 x 1.69 GiB = 160.37 GiB H2D (fp8 is dequantised per matrix into the scratch).
+#    head in bf16 = 1.20 GiB; the 16 GiB leave room for one resident bf16 block (3.38 GiB; two with
+#    LibTorch 2.x, whose fused attention needs no [T,T] scores in the workspace), so 95 (94) x
+#    1.69 GiB = 160.37 (158.68) GiB H2D (fp8 is dequantised per matrix into the scratch).
 run "plan opt-175b at 16 GiB" "0" "$ZOFF" plan --config "$CONFIGS/runs/opt-175b-12g-fp8.toml" --set policy.gpu_memory_budget=16GiB
-has "$TMP/out" "175B plan numbers" "offload plan: 96 blocks, 1 resident, 95 streamed through 3 slots of 1\.69 GiB; update site cpu, transfer fp8" \
+has "$TMP/out" "175B plan numbers" "offload plan: 96 blocks, [12] resident, 9[45] streamed through 3 slots of 1\.69 GiB; update site cpu, transfer fp8" \
   "slots \(3 x 1\.69 GiB\) +5\.06 GiB" "resident parts +1\.20 GiB" \
-  "activations \(2 x 48\.00 MiB\) +96\.00 MiB" "of 16\.00 GiB budget" "resident blocks \(1\) +3\.38 GiB" "per step: H2D 160\.37 GiB, D2H 0 B" \
+  "activations \(2 x 48\.00 MiB\) +96\.00 MiB" "of 16\.00 GiB budget" "resident blocks \(([12])\) +(3\.38|6\.76) GiB" "per step: H2D (160\.37|158\.68) GiB, D2H 0 B" \
   "predicted step: transfer 3\.[0-9]+ s"
 
 # 3. Budget too small: exit 2, the message names the policy and lists every component.

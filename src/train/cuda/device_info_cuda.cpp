@@ -1,5 +1,6 @@
 // CUDA device queries: caching-allocator peaks and driver-reported memory use.
 #include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime.h>
 
 #include "../device_info.h"
@@ -23,6 +24,10 @@ int64_t gpu_used_bytes(const at::Device& d) {
   size_t free_b = 0, total_b = 0;
   if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) return 0;
   return int64_t(total_b - free_b);
+}
+
+void sync_current_stream(const at::Device& d) {
+  if (d.is_cuda()) c10::cuda::getCurrentCUDAStream(d.index() < 0 ? 0 : d.index()).synchronize();
 }
 
 }  // namespace zoff
