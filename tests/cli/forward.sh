@@ -6,16 +6,8 @@ DATA=${2:?usage: forward.sh <zoff> <tests/data dir>}
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 fail=0
-check() {  # check <description> <expected exit code> <command...>: runs it, compares the exit code
-  local what=$1 want=$2
-  shift 2
-  "$@" >"$TMP/out" 2>"$TMP/err"
-  local rc=$?
-  if [ "$rc" -ne "$want" ]; then
-    echo "FAIL: $what: exit $rc, expected $want"; sed 's/^/  | /' "$TMP/out" "$TMP/err"; fail=1; return 1
-  fi
-  echo "ok: $what (exit $rc)"
-}
+source "$(dirname "$0")/harness.bash" || exit 2  # run, has
+check() { run "$@"; }  # the harness run, under this script's name
 expect_err() {  # expect_err <description> <text>: the last command's stderr contains text
   if grep -qF -- "$2" "$TMP/err"; then echo "ok: $1 names '$2'"; else
     echo "FAIL: $1: stderr lacks '$2'"; sed 's/^/  | /' "$TMP/err"; fail=1; fi

@@ -7,24 +7,7 @@ CONFIGS="$(cd "$DATA/../.." && pwd)/configs"
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 fail=0
-run() {  # run <description> <expected exit code> <command...>
-  local what=$1 want=$2
-  shift 2
-  "$@" >"$TMP/out" 2>"$TMP/err"
-  local rc=$?
-  if [ "$rc" -ne "$want" ]; then
-    echo "FAIL: $what: exit $rc, expected $want"; sed 's/^/  | /' "$TMP/out" "$TMP/err"; fail=1; return 1
-  fi
-  echo "ok: $what (exit $rc)"
-}
-has() {  # has <file> <description> <regex>...
-  local f=$1 what=$2
-  shift 2
-  for re in "$@"; do
-    if ! grep -qE -- "$re" "$f"; then echo "FAIL: $what: no line matching '$re'"; sed 's/^/  | /' "$f"; fail=1; return 1; fi
-  done
-  echo "ok: $what"
-}
+source "$(dirname "$0")/harness.bash" || exit 2  # run, has
 
 # 1. opt-tiny, counted by hand: embed 512x64 + 66x64 = 36992; a layer 2 LNs (256) + 4 x (64x64+64)
 #    + fc1 256x64+256 + fc2 64x256+64 = 49984; head final LN 128; total 187072 = 731 KiB in fp32.

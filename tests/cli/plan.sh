@@ -7,24 +7,7 @@ CONFIGS="$(cd "$DATA/../.." && pwd)/configs"
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 fail=0
-run() {  # run <description> <expected exit codes, e.g. "0" or "0|2"> <command...>
-  local what=$1 want=$2
-  shift 2
-  "$@" >"$TMP/out" 2>"$TMP/err"
-  rc=$?
-  if ! [[ "$rc" =~ ^($want)$ ]]; then
-    echo "FAIL: $what: exit $rc, expected $want"; sed 's/^/  | /' "$TMP/out" "$TMP/err"; fail=1; return 1
-  fi
-  echo "ok: $what (exit $rc)"
-}
-has() {  # has <file> <description> <regex>...
-  local f=$1 what=$2
-  shift 2
-  for re in "$@"; do
-    if ! grep -qE -- "$re" "$f"; then echo "FAIL: $what: no line matching '$re'"; sed 's/^/  | /' "$f"; fail=1; return 1; fi
-  done
-  echo "ok: $what"
-}
+source "$(dirname "$0")/harness.bash" || exit 2  # run, has
 
 # 1. OPT-175B at 12 GiB, shapes only: the process may not map more than 16 GiB (the bf16 master
 #    alone is 325 GiB), so any weight allocation fails. The plan must fit.

@@ -7,16 +7,7 @@ RUN="$(cd "$DATA/../.." && pwd)/configs/runs/opt-tiny-mezo.toml"
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 fail=0
-run() {  # run <description> <expected exit code> <command...>
-  local what=$1 want=$2
-  shift 2
-  "$@" >"$TMP/out" 2>"$TMP/err"
-  local rc=$?
-  if [ "$rc" -ne "$want" ]; then
-    echo "FAIL: $what: exit $rc, expected $want"; sed 's/^/  | /' "$TMP/out" "$TMP/err"; fail=1; return 1
-  fi
-  echo "ok: $what (exit $rc)"
-}
+source "$(dirname "$0")/harness.bash" || exit 2  # run, has
 expect() {  # expect <description> <condition...>
   local what=$1
   shift

@@ -5,24 +5,7 @@ ZOFF=${1:?usage: usage.sh <zoff> <tests/data dir>}
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 fail=0
-run() {  # run <description> <expected exit code> <command...>
-  local what=$1 want=$2
-  shift 2
-  "$@" >"$TMP/out" 2>"$TMP/err"
-  local rc=$?
-  if [ "$rc" -ne "$want" ]; then
-    echo "FAIL: $what: exit $rc, expected $want"; sed 's/^/  | /' "$TMP/out" "$TMP/err"; fail=1; return 1
-  fi
-  echo "ok: $what (exit $rc)"
-}
-has() {  # has <file> <description> <regex>...
-  local f=$1 what=$2
-  shift 2
-  for re in "$@"; do
-    if ! grep -qE -- "$re" "$f"; then echo "FAIL: $what: no line matching '$re'"; sed 's/^/  | /' "$f"; fail=1; return 1; fi
-  done
-  echo "ok: $what"
-}
+source "$(dirname "$0")/harness.bash" || exit 2  # run, has
 
 run "--version" 0 "$ZOFF" --version
 has "$TMP/out" "version text" "^zoff [0-9]+\.[0-9]+\.[0-9]+$" "^LibTorch [0-9]+\.[0-9]+" "^CUDA: (not compiled in|compiled in, (available|no device visible))$"
