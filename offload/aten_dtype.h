@@ -6,24 +6,13 @@
 #include "kernels/zo_kernels.h"
 #include "zoff/dtype.h"
 #include "zoff/error.h"
+#include "zoff/safetensors.h"  // to_scalar_type
 
 namespace zoff {
 
 // F8_E4M3 maps to kByte: LibTorch 1.13 has no float8 type, and the offload engine only moves
 // fp8 bytes (the unpack kernels read them through raw pointers).
-inline at::ScalarType offload_scalar_type(DType t) {
-  switch (t) {
-    case DType::F32: return at::kFloat;
-    case DType::F16: return at::kHalf;
-    case DType::BF16: return at::kBFloat16;
-    case DType::F8_E4M3: return at::kByte;
-    case DType::I64: return at::kLong;
-    case DType::I32: return at::kInt;
-    case DType::U8: return at::kByte;
-    case DType::BOOL: return at::kBool;
-  }
-  ZOFF_FAIL("bad dtype");
-}
+inline at::ScalarType offload_scalar_type(DType t) { return to_scalar_type(t); }
 
 inline k::Elem offload_elem(DType t) {
   switch (t) {

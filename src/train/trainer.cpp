@@ -22,13 +22,11 @@
 
 namespace zoff {
 
+// The dtype weights are held in: F32, BF16 or F16 (the config layer validates this already).
 at::ScalarType scalar_type_of(DType t) {
-  switch (t) {
-    case DType::F32: return at::kFloat;
-    case DType::BF16: return at::kBFloat16;
-    case DType::F16: return at::kHalf;
-    default: ZOFF_INPUT_FAIL("dtype ", dtype_name(t), " cannot hold weights");
-  }
+  ZOFF_INPUT_CHECK(t == DType::F32 || t == DType::BF16 || t == DType::F16, "dtype ", dtype_name(t),
+                   " cannot hold weights");
+  return to_scalar_type(t);
 }
 
 struct Trainer::Impl {
