@@ -51,6 +51,8 @@ class ZoOptimizer {
 
   const PendingUpdate& pending() const { return pending_; }
   void clear_pending() { pending_ = PendingUpdate{}; }
+  // Seed-log replay (Note [Seed log replay]): install a logged update to apply.
+  void set_pending(PendingUpdate p) { pending_ = std::move(p); }
   // Applies pending() to the parameters of one group (flat buffer of group g, any device).
   void apply_update(const GroupLayout& g, const at::Tensor& flat) const;
   Directions& directions() { return *dirs_; }

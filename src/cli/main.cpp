@@ -55,6 +55,7 @@ int run_main(int argc, char** argv) {
   commands.push_back(add_forward_command(app));
   commands.push_back(add_inspect_command(app));
   commands.push_back(add_plan_command(app));
+  commands.push_back(add_replay_command(app));
   commands.push_back(add_compare_command(app));
 
   try {
@@ -71,7 +72,7 @@ int run_main(int argc, char** argv) {
   zoff::log::set_level(log_level);
   for (const Command& c : commands)
     if (c.app->parsed()) return c.run();
-  print_error("no command given (expected one of: train, eval, forward, inspect, plan)");
+  print_error("no command given (expected one of: train, eval, forward, inspect, plan, replay)");
   std::fprintf(stderr, "Run with --help for more information.\n");
   return kExitUsage;
 }

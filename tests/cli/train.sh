@@ -24,6 +24,13 @@ OUT="$TMP/run"
 run "train 5 steps" 0 "$ZOFF" --log-level warn train --config "$RUN" --set train.output_dir="$OUT" --set train.steps=5
 expect "metrics.jsonl has 5 lines (has $(lines "$OUT/metrics.jsonl"))" [ "$(lines "$OUT/metrics.jsonl")" = 5 ]
 expect "checkpoint-final holds an HF checkpoint" [ -f "$OUT/checkpoint-final/config.json" -a -f "$OUT/checkpoint-final/model.safetensors" ]
+# Seed-log replay rebuilds the same weights from the base checkpoint (bit for bit: rtol 0).
+run "replay the seed log" 0 "$ZOFF" --log-level warn replay --run "$OUT" --out "$TMP/replayed"
+for t in model.decoder.layers.0.fc1.weight model.decoder.embed_tokens.weight; do
+  run "replayed $t equals the trained one" 0 "$ZOFF" compare "$TMP/replayed/model.safetensors" \
+    "$OUT/checkpoint-final/model.safetensors" --tensor "$t" --rtol 0
+done
+run "replay of a missing run is a usage error" 2 "$ZOFF" replay --run "$TMP/nope" --out "$TMP/x"
 expect "config.toml written" [ -f "$OUT/config.toml" ]
 
 # 2. eval on the fixture's two reference rows (unpadded, as a pretokenized split) gives the
