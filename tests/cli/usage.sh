@@ -18,7 +18,7 @@ for c in train eval forward inspect plan compare; do
   has "$TMP/out" "$c --help has a usage line" "^Usage: zoff $c"
 done
 run "no command" 2 "$ZOFF"
-has "$TMP/err" "no command message" "^zoff: error: no command given \(expected one of: train, eval, forward, inspect, plan\)"
+has "$TMP/err" "no command message" "^zoff: error: no command given \(expected one of: train, eval, forward, inspect, plan, replay\)"
 run "unknown command" 2 "$ZOFF" frobnicate
 has "$TMP/err" "unknown command message" "^zoff: error: .*frobnicate"
 run "bad --log-level" 2 "$ZOFF" --log-level loud plan --config x.toml
