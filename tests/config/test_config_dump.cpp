@@ -1,4 +1,5 @@
 // dump_resolved_config -> load_run_config gives back the same RunConfig, field by field.
+#include "common/spec_expect.h"
 #include <filesystem>
 
 #include <gtest/gtest.h>
@@ -12,41 +13,11 @@ using namespace zoff::testing;
 
 namespace {
 
-// Every field of every struct, written out by hand so a field the schema forgot shows up here.
-void expect_same_spec(const ModelSpec& a, const ModelSpec& b) {
-  EXPECT_EQ(a.arch, b.arch);
-  EXPECT_EQ(a.vocab_size, b.vocab_size);
-  EXPECT_EQ(a.hidden_size, b.hidden_size);
-  EXPECT_EQ(a.num_layers, b.num_layers);
-  EXPECT_EQ(a.num_heads, b.num_heads);
-  EXPECT_EQ(a.num_kv_heads, b.num_kv_heads);
-  EXPECT_EQ(a.head_dim, b.head_dim);
-  EXPECT_EQ(a.ffn_dim, b.ffn_dim);
-  EXPECT_EQ(a.max_positions, b.max_positions);
-  EXPECT_EQ(a.tie_word_embeddings, b.tie_word_embeddings);
-  EXPECT_EQ(a.pad_token_id, b.pad_token_id);
-  EXPECT_EQ(a.bos_token_id, b.bos_token_id);
-  EXPECT_EQ(a.eos_token_id, b.eos_token_id);
-  EXPECT_EQ(a.do_layer_norm_before, b.do_layer_norm_before);
-  EXPECT_EQ(a.word_embed_proj_dim, b.word_embed_proj_dim);
-  EXPECT_EQ(a.enable_bias, b.enable_bias);
-  EXPECT_EQ(a.remove_final_layer_norm, b.remove_final_layer_norm);
-  EXPECT_EQ(a.layer_norm_elementwise_affine, b.layer_norm_elementwise_affine);
-  EXPECT_EQ(a.activation, b.activation);
-  EXPECT_EQ(a.position_offset, b.position_offset);
-  EXPECT_EQ(a.layer_norm_eps, b.layer_norm_eps);
-  EXPECT_EQ(a.rope_theta, b.rope_theta);
-  EXPECT_EQ(a.rms_norm_eps, b.rms_norm_eps);
-  EXPECT_EQ(a.attention_bias, b.attention_bias);
-  EXPECT_EQ(a.o_proj_bias, b.o_proj_bias);
-  EXPECT_EQ(a.mlp_bias, b.mlp_bias);
-}
-
 void expect_same(const RunConfig& a, const RunConfig& b) {
   EXPECT_EQ(a.model.checkpoint, b.model.checkpoint);
   EXPECT_EQ(a.model.dummy_weights, b.model.dummy_weights);
   EXPECT_EQ(a.model.dummy_seed, b.model.dummy_seed);
-  expect_same_spec(a.model.spec, b.model.spec);
+  zoff::testing::expect_same_spec(a.model.spec, b.model.spec);
 
   const OffloadPolicy &p = a.policy, &q = b.policy;
   EXPECT_EQ(p.name, q.name);

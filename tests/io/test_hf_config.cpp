@@ -1,4 +1,5 @@
 // Tests for HF config parsing, ModelSpec validation and exact parameter counts.
+#include "common/spec_expect.h"
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -27,33 +28,6 @@ json read_json(const std::string& path) {
   return json::parse(in);
 }
 
-void expect_same(const ModelSpec& a, const ModelSpec& b) {
-  EXPECT_EQ(a.arch, b.arch);
-  EXPECT_EQ(a.vocab_size, b.vocab_size);
-  EXPECT_EQ(a.hidden_size, b.hidden_size);
-  EXPECT_EQ(a.num_layers, b.num_layers);
-  EXPECT_EQ(a.num_heads, b.num_heads);
-  EXPECT_EQ(a.num_kv_heads, b.num_kv_heads);
-  EXPECT_EQ(a.head_dim, b.head_dim);
-  EXPECT_EQ(a.ffn_dim, b.ffn_dim);
-  EXPECT_EQ(a.max_positions, b.max_positions);
-  EXPECT_EQ(a.tie_word_embeddings, b.tie_word_embeddings);
-  EXPECT_EQ(a.pad_token_id, b.pad_token_id);
-  EXPECT_EQ(a.bos_token_id, b.bos_token_id);
-  EXPECT_EQ(a.eos_token_id, b.eos_token_id);
-  EXPECT_EQ(a.do_layer_norm_before, b.do_layer_norm_before);
-  EXPECT_EQ(a.word_embed_proj_dim, b.word_embed_proj_dim);
-  EXPECT_EQ(a.enable_bias, b.enable_bias);
-  EXPECT_EQ(a.remove_final_layer_norm, b.remove_final_layer_norm);
-  EXPECT_EQ(a.layer_norm_elementwise_affine, b.layer_norm_elementwise_affine);
-  EXPECT_EQ(a.activation, b.activation);
-  EXPECT_EQ(a.position_offset, b.position_offset);
-  EXPECT_EQ(a.rope_theta, b.rope_theta);
-  EXPECT_EQ(a.rms_norm_eps, b.rms_norm_eps);
-  EXPECT_EQ(a.attention_bias, b.attention_bias);
-  EXPECT_EQ(a.o_proj_bias, b.o_proj_bias);
-  EXPECT_EQ(a.mlp_bias, b.mlp_bias);
-}
 
 TEST(HfConfig, ParsesFixtures) {
   ModelSpec o = parse_hf_config(fixture("opt-tiny") + "/config.json");
@@ -157,13 +131,13 @@ TEST(HfConfig, KnownModelSizes) {
 TEST(HfConfig, JsonRoundTrip) {
   for (const char* name : {"opt-tiny", "opt-tiny-postln-proj", "llama-tiny", "qwen2-tiny"}) {
     ModelSpec s = parse_hf_config(fixture(name) + "/config.json");
-    expect_same(model_spec_from_json(model_spec_to_json(s), "round trip"), s);
+    zoff::testing::expect_same_spec(model_spec_from_json(model_spec_to_json(s), "round trip"), s);
   }
   ModelSpec s = parse_hf_config(fixture("llama-tiny") + "/config.json");
   s.attention_bias = s.o_proj_bias = s.mlp_bias = true;
   s.tie_word_embeddings = true;
   s.pad_token_id = -1;
-  expect_same(model_spec_from_json(model_spec_to_json(s), "round trip"), s);
+  zoff::testing::expect_same_spec(model_spec_from_json(model_spec_to_json(s), "round trip"), s);
 }
 
 TEST(HfConfig, RopeThetaSourcesAndTokenLists) {
