@@ -40,7 +40,7 @@ inline const OptDef kOpts[] = {{"mezo", OptimizerKind::MeZO},
                                {"fzoo8", OptimizerKind::FZOO},
                                {"subzero", OptimizerKind::SubZero},
                                {"svrg", OptimizerKind::SVRG}};
-inline const char* const kPolicies[] = {"all-resident", "stream-bf16", "stream-fp8", "budget"};
+inline const char* const kPolicies[] = {"all-resident", "stream-bf16", "stream-deferred", "stream-fp8", "budget"};
 
 struct Options {
   std::string device;  // "cpu" | "cuda"
@@ -131,7 +131,8 @@ inline ModelSpec make_spec(const SizeDef& s) {
   return spec;
 }
 
-// The four policies of the bench (docs/bench.md): all bf16 master and compute.
+// The policies of the bench (docs/bench.md): all bf16 master and compute. stream-deferred is
+// stream-bf16 at the deferred update site (Note [Deferred update site]: no write-back).
 inline OffloadPolicy make_policy(const std::string& name) {
   OffloadPolicy p;
   p.name = name;
@@ -143,7 +144,9 @@ inline OffloadPolicy make_policy(const std::string& name) {
   p.update_site = UpdateSite::Gpu;
   p.offload = name != "all-resident";
   p.resident_blocks = 0;
-  if (name == "stream-fp8") {
+  if (name == "stream-deferred") {
+    p.update_site = UpdateSite::Deferred;
+  } else if (name == "stream-fp8") {
     p.transfer = TransferFormat::FP8;
     p.update_site = UpdateSite::Cpu;  // Note [Lossy transfers need the CPU update site]
   } else if (name == "budget") {

@@ -54,7 +54,8 @@ void Executor::prepare(const Plan& plan) {
   }
 }
 
-void Executor::issue(const Plan& plan, const ComputeFn& compute, const HostUpdateWaitFn& host_update_wait) {
+void Executor::issue(const Plan& plan, const ComputeFn& compute, const HostUpdateWaitFn& host_update_wait,
+                     const UploadIssuedFn& upload_issued) {
   const int K = plan.config.num_slots;
   const bool timed = opts_.timeline;
   if (timed) dev_.mark(StreamId::Upload, start_timer_);
@@ -87,10 +88,12 @@ void Executor::issue(const Plan& plan, const ComputeFn& compute, const HostUpdat
     }
     if (timed) dev_.mark(s, timers_[2 * i + 1]);
     for (const EventRef& e : op.records) dev_.record(s, ev(e, K));
+    if (op.kind == OpKind::Upload && upload_issued) upload_issued(b, ev({SlotEvent::Loaded, op.slot}, K));
   }
 }
 
-void Executor::run_step(const Plan& plan, const ComputeFn& compute, const HostUpdateWaitFn& host_update_wait) {
+void Executor::run_step(const Plan& plan, const ComputeFn& compute, const HostUpdateWaitFn& host_update_wait,
+                        const UploadIssuedFn& upload_issued) {
   prepare(plan);
   ZOFF_CHECK(bool(compute), "executor: run_step needs a compute callback");
   ZOFF_CHECK(plan.config.site == UpdateSite::Gpu || plan.streamed.empty() || bool(host_update_wait),
@@ -99,7 +102,7 @@ void Executor::run_step(const Plan& plan, const ComputeFn& compute, const HostUp
   host_wait_ms_ = 0;
   const auto t0 = std::chrono::steady_clock::now();
   try {
-    issue(plan, compute, host_update_wait);
+    issue(plan, compute, host_update_wait, upload_issued);
     dev_.synchronize_all();
   } catch (...) {
     // Queued work refers to `compute` and the buffers: let it drain before unwinding.

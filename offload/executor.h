@@ -25,6 +25,10 @@ using ComputeFn = std::function<void(int block, at::Tensor buffer)>;
 // refresh of its transfer copy) is finished -- typically waits on a future the trainer started
 // at the beginning of the step.
 using HostUpdateWaitFn = std::function<void(int block)>;
+// Called on the issuing thread right after block's Upload (and its loaded-event record) was
+// issued: `loaded` completes once the copy has landed, so the host may then write the block's
+// master again (the deferred update site's host thread waits on it).
+using UploadIssuedFn = std::function<void(int block, EventId loaded)>;
 
 struct ExecutorOptions {
   bool timeline = false;  // time every op (timing events / steady_clock)
@@ -47,7 +51,8 @@ class Executor {
   // Checks that the plan fits the store, ring and resident set, validates it, and creates the
   // events, timers and views it needs (only what earlier plans did not already create).
   void prepare(const Plan& plan);
-  void run_step(const Plan& plan, const ComputeFn& compute, const HostUpdateWaitFn& host_update_wait = {});
+  void run_step(const Plan& plan, const ComputeFn& compute, const HostUpdateWaitFn& host_update_wait = {},
+                const UploadIssuedFn& upload_issued = {});
 
   // The last step. Timeline-derived values need ExecutorOptions::timeline.
   const std::vector<OpTiming>& timeline() const { return timeline_; }
@@ -61,7 +66,8 @@ class Executor {
   int64_t steps() const { return steps_; }
 
  private:
-  void issue(const Plan& plan, const ComputeFn& compute, const HostUpdateWaitFn& host_update_wait);
+  void issue(const Plan& plan, const ComputeFn& compute, const HostUpdateWaitFn& host_update_wait,
+             const UploadIssuedFn& upload_issued);
   EventId ev(EventRef e, int num_slots) const { return events_[size_t(event_index(e, num_slots))]; }
 
   StreamDevice& dev_;

@@ -43,7 +43,8 @@ PlanConfig plan_config(const OffloadPolicy& p, int num_blocks, std::vector<bool>
   c.num_slots = p.num_slots;
   c.prefetch_depth = p.prefetch_depth;
   c.resident = std::move(resident);
-  c.site = p.update_site;
+  // The deferred site issues the CPU site's plan: no write-back, and a host hook before each upload.
+  c.site = p.update_site == UpdateSite::Deferred ? UpdateSite::Cpu : p.update_site;
   return c;
 }
 

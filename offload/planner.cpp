@@ -48,8 +48,9 @@ PlanReport plan_offload(const PlannerInput& in, const OffloadPolicy& p) {
     ZOFF_INPUT_CHECK(p.prefetch_depth >= 0 && p.prefetch_depth < p.num_slots, "offload policy '", p.name,
                      "': prefetch_depth must be in [0, num_slots), got ", p.prefetch_depth);
     ZOFF_INPUT_CHECK(p.update_site == UpdateSite::Cpu || tdt == p.storage_dtype, "offload policy '", p.name,
-                     "': update_site = gpu writes blocks back from the slots, so transfer must be the "
-                     "storage dtype (", dtype_name(p.storage_dtype), "), got ", transfer_format_name(p.transfer),
+                     "': update_site = ", update_site_name(p.update_site),
+                     " applies updates to the uploaded copy, so transfer must be the storage dtype (",
+                     dtype_name(p.storage_dtype), "), got ", transfer_format_name(p.transfer),
                      "; use update_site = cpu for low-bit transfers");
     ZOFF_INPUT_CHECK(p.resident_blocks >= -1 && p.resident_blocks <= B, "offload policy '", p.name,
                      "': resident_blocks must be -1 (planner decides) or in [0, ", B, "], got ", p.resident_blocks);

@@ -54,7 +54,9 @@ class ZoOptimizer {
   // Seed-log replay (Note [Seed log replay]): install a logged update to apply.
   void set_pending(PendingUpdate p) { pending_ = std::move(p); }
   // Applies pending() to the parameters of one group (flat buffer of group g, any device).
-  void apply_update(const GroupLayout& g, const at::Tensor& flat) const;
+  void apply_update(const GroupLayout& g, const at::Tensor& flat) const { apply_update(pending_, g, flat); }
+  // Applies an earlier pending update `u` (the deferred update site replays them).
+  void apply_update(const PendingUpdate& u, const GroupLayout& g, const at::Tensor& flat) const;
   Directions& directions() { return *dirs_; }
   void replace_directions(std::unique_ptr<Directions> d) { dirs_ = std::move(d); }
   const OptimizerConfig& config() const { return cfg_; }

@@ -8,8 +8,12 @@
 
 namespace zoff {
 
-// Where the ZO update of step t is applied (see shared design sketch §2 and docs/policies.md).
-enum class UpdateSite { Gpu, Cpu };
+// Where the ZO update of step t is applied (see shared design sketch §2 and docs/offload.md):
+//   Gpu:      on the uploaded block, which is written back over the master (D2H every step);
+//   Cpu:      by the host on the master before upload (the upload waits for it);
+//   Deferred: on the uploaded block, never written back; a host thread applies the same
+//             updates to the master behind the uploads (Note [Deferred update site]).
+enum class UpdateSite { Gpu, Cpu, Deferred };
 // The format blocks travel in over PCIe. Same = the storage dtype.
 enum class TransferFormat { Same, BF16, F16, FP8 };
 
@@ -25,6 +29,7 @@ struct OffloadPolicy {
   int64_t gpu_memory_budget = 0;     // bytes; 0 = no budget
   UpdateSite update_site = UpdateSite::Gpu;
   bool pin_memory = true;            // pinned host buffers (pageable fallback warns)
+  int deferred_max_lag = 4;          // Deferred site: most updates a block's master may lag by
 };
 
 const char* update_site_name(UpdateSite s);

@@ -54,6 +54,8 @@ class Trainer {
   void resume_from(const std::string& dir);
   void request_stop() { stop_.store(true); }
   int64_t step() const;
+  // The engine's numbers for the last pass (h2d/d2h bytes, deferred-site lag, ...).
+  nlohmann::json engine_stats() const;
   const RunConfig& config() const { return cfg_; }
   // Human-readable memory/transfer plan of this run (what `zoff plan` prints).
   std::string plan_report() const;

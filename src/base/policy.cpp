@@ -9,7 +9,14 @@
 
 namespace zoff {
 
-const char* update_site_name(UpdateSite s) { return s == UpdateSite::Gpu ? "gpu" : "cpu"; }
+const char* update_site_name(UpdateSite s) {
+  switch (s) {
+    case UpdateSite::Gpu: return "gpu";
+    case UpdateSite::Cpu: return "cpu";
+    case UpdateSite::Deferred: return "deferred";
+  }
+  return "?";
+}
 
 const char* transfer_format_name(TransferFormat f) {
   switch (f) {

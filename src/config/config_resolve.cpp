@@ -106,6 +106,26 @@ void Loader::check_policy() {
              "\": the GPU would write a rounded copy back over the master. Set policy.update_site = "
              "\"cpu\" or policy.transfer = \"same\"");
   }
+  // Note [Deferred site preconditions]: the device applies the updates the master has not yet
+  // had on top of the block it received, and must end with exactly the bits the master will
+  // hold. That needs the block to travel unrounded (transfer = storage dtype) and every pending
+  // update to be replayable from seeds later (element-wise directions: SubZero's low-rank basis
+  // is resampled, so an old update cannot be replayed after the basis changed).
+  if (p.offload && p.update_site == UpdateSite::Deferred) {
+    if (transfer_dtype(p) != p.storage_dtype) {
+      auto [o, key] = later("policy.transfer", "policy.update_site");
+      fail(o, key,
+           std::string("update_site = \"deferred\" needs blocks to travel in their storage dtype, but transfer = \"") +
+               transfer_format_name(p.transfer) + "\" and storage_dtype = \"" + config_dtype_name(p.storage_dtype) +
+               "\". Set policy.transfer = \"same\" (store in bf16 to move bf16) or use update_site = \"cpu\"");
+    }
+    if (cfg_.optimizer.kind == OptimizerKind::SubZero) {
+      auto [o, key] = later("optimizer.kind", "policy.update_site");
+      fail(o, key,
+           "update_site = \"deferred\" replays old updates from seeds, which SubZero's resampled low-rank "
+           "basis does not allow. Use update_site = \"gpu\" or \"cpu\" with optimizer.kind = \"subzero\"");
+    }
+  }
 }
 
 void Loader::check_cross_fields() {

@@ -199,12 +199,13 @@ std::vector<Field> build_fields() {
     f.push_back(b);
   }
   f.push_back(enum_choice(
-      "policy", "update_site", {"gpu", "cpu"}, {{"device", "gpu"}, {"cuda", "gpu"}, {"host", "cpu"}},
+      "policy", "update_site", {"gpu", "cpu", "deferred"}, {{"device", "gpu"}, {"cuda", "gpu"}, {"host", "cpu"}},
       [](RunConfig& c, const std::string& s) {
-        c.policy.update_site = s == "cpu" ? UpdateSite::Cpu : UpdateSite::Gpu;
+        c.policy.update_site = s == "cpu" ? UpdateSite::Cpu : s == "deferred" ? UpdateSite::Deferred : UpdateSite::Gpu;
       },
       [](const RunConfig& c) { return update_site_name(c.policy.update_site); }));
   f.push_back(boolean("policy", "pin_memory", ACC(policy.pin_memory)));
+  f.push_back(integer("policy", "deferred_max_lag", ACC(policy.deferred_max_lag), 1, 64));
 
   // [optimizer]
   f.push_back(enum_choice(

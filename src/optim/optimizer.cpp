@@ -28,14 +28,13 @@ double ZoOptimizer::lr_at(int64_t t) const {
   return lr * 0.5 * (1.0 + std::cos(M_PI * progress));  // cosine
 }
 
-void ZoOptimizer::apply_update(const GroupLayout& g, const at::Tensor& flat) const {
-  if (pending_.empty()) return;
+void ZoOptimizer::apply_update(const PendingUpdate& u, const GroupLayout& g, const at::Tensor& flat) const {
+  if (u.empty()) return;
   // Stochastic rounding bits of this update: keyed by the step, distinct from every z seed.
-  const uint64_t sr_seed = k::step_seed(seed_ ^ 0x5E5E5E5E5E5E5E5Eull, uint64_t(pending_.step), 0x5);
+  const uint64_t sr_seed = k::step_seed(seed_ ^ 0x5E5E5E5E5E5E5E5Eull, uint64_t(u.step), 0x5);
   for (size_t i = 0; i < g.params.size(); ++i) {
     const ParamInfo& p = g.params[i];
-    dirs_->update(p, param_view(g, int(i), flat), pending_.terms, p.decays() ? pending_.decay : 0.0,
-                  sr_seed | 1);
+    dirs_->update(p, param_view(g, int(i), flat), u.terms, p.decays() ? u.decay : 0.0, sr_seed | 1);
   }
 }
 

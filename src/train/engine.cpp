@@ -12,6 +12,7 @@
 #include "offload/slot_ring.h"
 #include "zoff/error.h"
 #include "zoff/log.h"
+#include "deferred_updates.h"
 #include "device_info.h"
 #include "zoff/run_plan.h"
 #ifdef ZOFF_WITH_CUDA
@@ -107,6 +108,11 @@ class OffloadEngine : public Engine {
     exec_ = std::make_unique<Executor>(*dev_, *store_, ring_.get(), resident_.get(), eo);
     plan_ = build_plan(plan_config(pol, L, resident));
     exec_->prepare(plan_);
+    if (pol.update_site == UpdateSite::Deferred && any_streamed) {
+      ZOFF_CHECK(!store_->has_transfer_copy(), "the deferred update site needs blocks to travel in their storage dtype");
+      deferred_ = std::make_unique<DeferredUpdates>(m, *store_, *dev_, plan_.streamed, pol.deferred_max_lag);
+      catchup_.resize(size_t(L));
+    }
   }
 
   ~OffloadEngine() override {
@@ -119,6 +125,7 @@ class OffloadEngine : public Engine {
     // work before the compute stream reads it (compute-sanitizer racecheck caught the embedding
     // gather reading ids still in flight).
     sync_current_stream(o_.device);
+    if (deferred_) return run_deferred_pass(step, opt, apply_pending);
     const bool cpu_site = pol_.update_site == UpdateSite::Cpu;
     const bool host_update = apply_pending && cpu_site && opt && !opt->pending().empty();
     if (host_update) start_host_updates(*opt);
@@ -134,6 +141,7 @@ class OffloadEngine : public Engine {
   }
 
   void flush(ZoOptimizer& opt) override {
+    if (deferred_) return flush_deferred(opt);
     if (opt.pending().empty()) return;
     const bool cpu_site = pol_.update_site == UpdateSite::Cpu;
     if (cpu_site) start_host_updates(opt);
@@ -151,6 +159,7 @@ class OffloadEngine : public Engine {
 
   std::vector<at::Tensor> host_groups() override {
     dev_->synchronize_all();
+    if (deferred_) deferred_->drain();
     resident_->store_to_host();
     std::vector<at::Tensor> out;
     // copy=true: never alias the live buffers (the store's memory dies with the engine).
@@ -162,6 +171,7 @@ class OffloadEngine : public Engine {
 
   void load_groups(const std::vector<at::Tensor>& flats) override {
     dev_->synchronize_all();
+    if (deferred_) deferred_->drain();  // nothing may replay onto the loaded weights
     embed_.copy_(flats.at(size_t(m_.embed_group())));
     head_.copy_(flats.at(size_t(m_.head_group())));
     for (int l = 0; l < m_.num_layers(); ++l) {
@@ -187,6 +197,11 @@ class OffloadEngine : public Engine {
       if (pol_.update_site == UpdateSite::Gpu) d2h += store_->transfer_bytes(b);
     }
     nlohmann::json j = {{"h2d_bytes", h2d}, {"d2h_bytes", d2h}, {"host_wait_ms", exec_->host_wait_ms()}};
+    if (deferred_) {
+      j["deferred_max_lag"] = deferred_->max_lag_seen();
+      j["deferred_host_updates"] = deferred_->host_updates();
+      j["deferred_device_updates"] = deferred_->device_updates();
+    }
     if (o_.timeline) {
       j["step_ms"] = exec_->step_ms();
       j["h2d_busy"] = exec_->h2d_busy_fraction();
@@ -197,6 +212,44 @@ class OffloadEngine : public Engine {
   void write_timeline(const std::string& path) const override { exec_->write_chrome_trace(path); }
 
  private:
+  // Note [Deferred update site] (deferred_updates.h): streamed blocks get the updates their
+  // master lacks on the device, before the forwards; nothing is written back.
+  void run_deferred_pass(ZoStep& step, ZoOptimizer* opt, bool apply_pending) {
+    deferred_->rethrow_if_failed();
+    ZOFF_CHECK(opt == nullptr || dynamic_cast<ElementwiseDirections*>(&opt->directions()) != nullptr,
+               "the deferred update site replays updates from seeds; ", opt ? opt->name() : "",
+               " directions cannot be replayed (Note [Deferred site preconditions])");
+    if (apply_pending && opt && !opt->pending().empty()) deferred_->push(*opt, opt->pending());
+    deferred_->begin_pass();
+    dev_->launch(StreamId::Compute, [&] { step.visit(m_.embed_group(), embed_); }, -1);
+    auto compute = [&](int b, at::Tensor buf) {
+      const bool res = resident_->is_resident(b);
+      if (!res) deferred_->catch_up(b, catchup_[size_t(b)], buf);
+      step.visit(m_.layer_group(b), buf, res);
+    };
+    auto before = [&](int b) { catchup_[size_t(b)] = deferred_->before_upload(b); };
+    auto issued = [&](int b, EventId e) { deferred_->upload_issued(b, e); };
+    exec_->run_step(plan_, compute, before, issued);
+    dev_->launch(StreamId::Compute, [&] { step.visit(m_.head_group(), head_); }, -1);
+    dev_->synchronize_all();
+    for (auto& c : catchup_) c.clear();
+  }
+
+  void flush_deferred(ZoOptimizer& opt) {
+    if (!opt.pending().empty()) {
+      deferred_->push(opt, opt.pending());
+      dev_->launch(StreamId::Compute, [&] {
+        opt.apply_update(m_.group(m_.embed_group()), embed_);
+        for (int b = 0; b < m_.num_layers(); ++b)
+          if (resident_->is_resident(b)) opt.apply_update(m_.group(m_.layer_group(b)), resident_->buffer(b));
+        opt.apply_update(m_.group(m_.head_group()), head_);
+      }, -1);
+      dev_->synchronize_all();
+    }
+    deferred_->drain();
+    opt.clear_pending();
+  }
+
   // Note [Host update thread]
   // At the CPU site one background thread applies the pending update to each streamed block's
   // master in plan order (each block TBB-parallel inside the reference kernel) and refreshes its
@@ -231,6 +284,8 @@ class OffloadEngine : public Engine {
   std::unique_ptr<ResidentBlocks> resident_;
   std::unique_ptr<SlotRing> ring_;
   std::unique_ptr<Executor> exec_;
+  std::unique_ptr<DeferredUpdates> deferred_;  // deferred site only; declared after what it uses
+  std::vector<std::vector<DeferredUpdates::Entry>> catchup_;  // per block, this pass
   Plan plan_;
   at::Tensor embed_, head_;
   std::vector<std::promise<void>> done_;

@@ -97,6 +97,12 @@ TEST(ConfigErrors, OutOfRangeValues) {
       {"[policy]\nresident_blocks = 4\n", "policy.resident_blocks", "exceeds the model's 3 layers"},
       {"[policy]\noffload = true\ntransfer = \"fp8\"\nstorage_dtype = \"bf16\"\n", "policy.transfer",
        "update_site = \"cpu\""},
+      {"[policy]\noffload = true\nupdate_site = \"deferred\"\ntransfer = \"bf16\"\n", "policy.transfer",
+       "update_site = \"deferred\" needs blocks to travel in their storage dtype"},
+      {"[optimizer]\nkind = \"subzero\"\n[policy]\noffload = true\nupdate_site = \"deferred\"\n", "optimizer.kind",
+       "SubZero's resampled low-rank basis"},
+      {"[policy]\ndeferred_max_lag = 0\n", "policy.deferred_max_lag", "must be >= 1"},
+      {"[policy]\nupdate_site = \"later\"\n", "policy.update_site", "expected one of: gpu, cpu, deferred"},
   };
   int i = 0;
   for (auto& c : cases) {

@@ -39,7 +39,7 @@ std::vector<at::Tensor> run(const RunConfig& c, int steps) {
 TEST(GpuTrain, OffloadedEqualsResidentOnCuda) {
   for (OptimizerKind kind : {OptimizerKind::MeZO, OptimizerKind::FZOO}) {
     auto ref = run(gpu_config(kind), 6);
-    for (UpdateSite site : {UpdateSite::Gpu, UpdateSite::Cpu})
+    for (UpdateSite site : {UpdateSite::Gpu, UpdateSite::Cpu, UpdateSite::Deferred})
       for (int K : {2, 3})
         for (int resident : {0, 1}) {
           RunConfig c = gpu_config(kind);
@@ -61,6 +61,30 @@ TEST(GpuTrain, OffloadedEqualsResidentOnCuda) {
             }
           }
         }
+  }
+}
+
+// Deferred site on CUDA with a bf16 master (stochastic rounding) and a host thread slowed down so
+// that devices replay several updates: the masters the host rebuilt equal the resident run's.
+TEST(GpuTrain, DeferredSiteBf16LaggingHostIsExact) {
+  for (OptimizerKind kind : {OptimizerKind::MeZO, OptimizerKind::FZOO}) {
+    RunConfig r = gpu_config(kind);
+    r.policy.storage_dtype = DType::BF16;
+    auto ref = run(r, 6);
+    setenv("ZOFF_DEFERRED_HOST_DELAY_MS", "40", 1);
+    RunConfig c = r;
+    char t[] = "/tmp/zoff_gpu_XXXXXX";
+    c.train.output_dir = mkdtemp(t);
+    c.policy.offload = true;
+    c.policy.num_slots = 2;
+    c.policy.resident_blocks = 0;
+    c.policy.update_site = UpdateSite::Deferred;
+    c.policy.deferred_max_lag = 3;
+    auto w = run(c, 6);
+    unsetenv("ZOFF_DEFERRED_HOST_DELAY_MS");
+    for (size_t g = 0; g < w.size(); ++g)
+      EXPECT_TRUE(at::equal(w[g], ref[g])) << optimizer_kind_name(kind) << " group " << g << " max diff "
+                                           << (w[g] - ref[g]).abs().max().item<double>();
   }
 }
 

@@ -75,9 +75,10 @@ TEST_P(Identity, OffloadedEqualsResident) {
   for (size_t g = 0; g < w0.size(); ++g) moved += (w_ref[g] - w0[g]).abs().sum().item<double>();
   EXPECT_GT(moved, 0);
   const int L = int(ref.model.spec.num_layers);
-  for (UpdateSite site : {UpdateSite::Gpu, UpdateSite::Cpu})
+  for (UpdateSite site : {UpdateSite::Gpu, UpdateSite::Cpu, UpdateSite::Deferred})
     for (int K : {2, 3})
       for (int resident : {0, 1, L}) {
+        if (site == UpdateSite::Deferred && cs.kind == OptimizerKind::SubZero) continue;  // rejected
         RunConfig c = base_config(cs.fixture, cs.kind);
         c.policy.offload = true;
         c.policy.num_slots = K;
@@ -124,6 +125,41 @@ TEST(Determinism, SameSeedSameBitsAndResumeIsExact) {
     zoff::testing::remove_tree(c1.train.output_dir);
     zoff::testing::remove_tree(c2.train.output_dir);
   }
+}
+
+// The deferred site with a host thread slowed down (test hook ZOFF_DEFERRED_HOST_DELAY_MS), so
+// masters lag by several updates and devices replay more than one: still bit for bit, for fp32
+// and for a bf16 master with stochastic rounding, at max_lag 1 (uploads wait) and 4.
+TEST(Deferred, LaggingHostStillBitIdentical) {
+  for (DType storage : {DType::F32, DType::BF16})
+    for (OptimizerKind kind : {OptimizerKind::MeZO, OptimizerKind::FZOO, OptimizerKind::SVRG}) {
+      auto cfg = [&] {
+        RunConfig c = base_config("opt-tiny", kind);
+        c.policy.storage_dtype = storage;
+        c.policy.compute_dtype = DType::F32;
+        return c;
+      };
+      auto w_ref = run(cfg(), 7);
+      for (int lag : {1, 4}) {
+        setenv("ZOFF_DEFERRED_HOST_DELAY_MS", "80", 1);
+        RunConfig c = cfg();
+        c.policy.offload = true;
+        c.policy.num_slots = 2;
+        c.policy.resident_blocks = 0;
+        c.policy.update_site = UpdateSite::Deferred;
+        c.policy.deferred_max_lag = lag;
+        Trainer t(c);
+        for (int i = 0; i < 7; ++i) t.train_step();
+        const nlohmann::json st = t.engine_stats();
+        auto w = t.snapshot_weights();
+        unsetenv("ZOFF_DEFERRED_HOST_DELAY_MS");
+        zoff::testing::remove_tree(c.train.output_dir);
+        expect_identical(w, w_ref, std::string("deferred ") + dtype_name(storage) + " " + optimizer_kind_name(kind) +
+                                       " max_lag " + std::to_string(lag));
+        EXPECT_LE(st.at("deferred_max_lag").get<int>(), lag);
+        if (lag > 1) EXPECT_GT(st.at("deferred_max_lag").get<int>(), 1) << "the slowed host never lagged";
+      }
+    }
 }
 
 }  // namespace
