@@ -185,6 +185,8 @@ Trainer::~Trainer() {
 
 int64_t Trainer::step() const { return impl_->step; }
 
+nlohmann::json Trainer::engine_stats() const { return impl_->engine->last_pass_stats(); }
+
 std::string Trainer::plan_report() const { return impl_->plan.to_string(); }
 
 StepStats Trainer::train_step() {
