@@ -8,6 +8,9 @@
 #include <string>
 #include <vector>
 
+#include <tbb/task_arena.h>
+
+#include "kernels/host/zo_host.h"
 #include "kernels/ref/scalar.h"
 #include "kernels/zo_kernels.h"
 
@@ -48,40 +51,98 @@ std::vector<uint8_t> random_bits(Elem e, int64_t n) {
 }
 
 // ---- host (oneTBB) ----
+// Note [Host kernel bandwidth]
+// impl is a HostIsa (kernels/host/zo_host.h): 4 = ref (kernels/ref), 1 = scalar, 2 = avx2,
+// 3 = avx512 (the SIMD paths of kernels/host); a path the CPU lacks is skipped with an error.
+// GB/s counts the bytes that move (Note [Kernel bandwidth]) over wall time; GB/s_core divides it by
+// the oneTBB worker count. On a shared machine run one benchmark process at a time.
+
+bool skip_isa(benchmark::State& st, HostIsa isa) {
+  if (host_isa_supported(isa)) return false;
+  st.SkipWithError("this CPU lacks the instruction set");
+  return true;
+}
+
+void set_host_rate(benchmark::State& st, double bytes_per_iter, double secs) {
+  set_rate(st, bytes_per_iter, secs, 0);
+  st.counters["GB/s_core"] = st.counters["GB/s"] / double(tbb::this_task_arena::max_concurrency());
+}
 
 void BM_PackFp8Host(benchmark::State& st) {
+  const Elem e = Elem(st.range(0));
+  const HostIsa isa = HostIsa(st.range(1));
+  if (skip_isa(st, isa)) return;
   const int64_t rows = 2048, cols = 4096, n = rows * cols;
-  std::vector<uint8_t> src = random_bits(Elem::F32, n), dst(static_cast<size_t>(n));
+  std::vector<uint8_t> src = random_bits(e, n), dst(static_cast<size_t>(n));
   std::vector<float> scales(static_cast<size_t>(rows));
   double secs = 0;
   for (auto _ : st) {
     auto t0 = std::chrono::steady_clock::now();
-    ref::pack_fp8_rows({src.data(), Elem::F32, rows, cols, dst.data(), scales.data()});
+    pack_fp8_rows_host({src.data(), e, rows, cols, dst.data(), scales.data()}, isa);
     secs += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     benchmark::DoNotOptimize(dst.data());
   }
-  set_rate(st, double(n) * 5, secs, 0);
+  set_host_rate(st, double(n) * (elem_size(e) + 1), secs);
 }
-BENCHMARK(BM_PackFp8Host)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_PackFp8Host)
+    ->ArgNames({"elem", "impl"})
+    ->ArgsProduct({{int(Elem::F32), int(Elem::BF16)}, {int(HostIsa::Ref), int(HostIsa::Avx2), int(HostIsa::Avx512)}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 void BM_ZoUpdateHost(benchmark::State& st) {
   const Elem e = Elem(st.range(0));
   const Dist d = Dist(st.range(1));
+  const uint64_t sr = st.range(2) ? 77 : 0;
+  const HostIsa isa = HostIsa(st.range(3));
+  if (skip_isa(st, isa)) return;
   const int64_t n = int64_t(1) << 23;
   std::vector<uint8_t> theta = random_bits(e, n);
   ZTerm t{step_seed(1, 2, 3), 1e-3f};
   double secs = 0;
   for (auto _ : st) {
     auto t0 = std::chrono::steady_clock::now();
-    ref::zo_update({theta.data(), e, n, 42, d, &t, 1, 0.0f, 0});
+    zo_update_host({theta.data(), e, n, 42, d, &t, 1, 0.0f, sr}, isa);
     secs += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
-  set_rate(st, double(n) * 2 * elem_size(e), secs, 0);
+  set_host_rate(st, double(n) * 2 * elem_size(e), secs);
 }
-BENCHMARK(BM_ZoUpdateHost)
-    ->ArgNames({"elem", "dist"})
-    ->Args({int(Elem::F32), int(Dist::Gaussian)})
-    ->Args({int(Elem::BF16), int(Dist::Rademacher)})
+void host_update_args(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"elem", "dist", "sr", "impl"});
+  for (int impl : {int(HostIsa::Ref), int(HostIsa::Scalar), int(HostIsa::Avx2), int(HostIsa::Avx512)})
+    for (int d : {int(Dist::Gaussian), int(Dist::Rademacher)}) {
+      b->Args({int(Elem::F32), d, 0, impl});
+      b->Args({int(Elem::BF16), d, 0, impl});
+      b->Args({int(Elem::BF16), d, 1, impl});
+    }
+}
+BENCHMARK(BM_ZoUpdateHost)->Apply(host_update_args)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// The offload layer's host cast (block_store: f32 master -> bf16 copy, a perturbation with no terms)
+// and MeZO's mirror perturbation (f32 -> two bf16 copies from one Gaussian term).
+void BM_ZoPerturbHost(benchmark::State& st) {
+  const int nterms = int(st.range(0));
+  const bool mirror = st.range(1) != 0;
+  const HostIsa isa = HostIsa(st.range(2));
+  if (skip_isa(st, isa)) return;
+  const int64_t n = int64_t(1) << 23;
+  std::vector<uint8_t> src = random_bits(Elem::F32, n), out(size_t(n) * 2), out2(size_t(n) * 2);
+  ZTerm t{step_seed(1, 2, 3), 1e-3f};
+  double secs = 0;
+  for (auto _ : st) {
+    PerturbArgs a{out.data(), Elem::BF16, src.data(), Elem::F32, nullptr, 0, n, 42, Dist::Gaussian, &t, nterms};
+    a.out2 = mirror ? out2.data() : nullptr;
+    auto t0 = std::chrono::steady_clock::now();
+    zo_perturb_host(a, isa);
+    secs += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    benchmark::DoNotOptimize(out.data());
+  }
+  set_host_rate(st, double(n) * (4 + 2 + (mirror ? 2 : 0)), secs);
+}
+BENCHMARK(BM_ZoPerturbHost)
+    ->ArgNames({"nterms", "mirror", "impl"})
+    ->ArgsProduct({{0}, {0}, {int(HostIsa::Ref), int(HostIsa::Avx2), int(HostIsa::Avx512)}})
+    ->ArgsProduct({{1}, {1}, {int(HostIsa::Ref), int(HostIsa::Avx2), int(HostIsa::Avx512)}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 

@@ -3,6 +3,7 @@
 
 #include <string>
 
+#include "kernels/host/zo_host.h"
 #include "kernels/zo_kernels.h"
 #include "offload/aten_dtype.h"
 #include "zoff/error.h"
@@ -101,7 +102,7 @@ void BlockStore::refresh_transfer_copy(int b) {
     a.dist = k::Dist::Gaussian;
     a.terms = nullptr;
     a.nterms = 0;
-    k::ref::zo_perturb(a);
+    k::zo_perturb_host(a);
     return;
   }
   uint8_t* dst = static_cast<uint8_t*>(copies_[size_t(b)].data());
@@ -118,7 +119,7 @@ void BlockStore::refresh_transfer_copy(int b) {
     a.cols = s.cols;
     a.dst = dst + off;
     a.scales = scales + row;
-    k::ref::pack_fp8_rows(a);
+    k::pack_fp8_rows_host(a);
     off += s.rows * s.cols;
     row += s.rows;
   }

@@ -1,6 +1,7 @@
 // CPU/CUDA routing of the ZO kernels by tensor device.
 #include "device_dispatch.h"
 
+#include "kernels/host/zo_host.h"
 #include "zoff/error.h"
 
 namespace zoff {
@@ -16,7 +17,7 @@ k::Elem elem_of(at::ScalarType t) {
 }
 
 void dispatch_zo_perturb(const k::PerturbArgs& a, const at::Device& device) {
-  if (device.is_cpu()) return k::ref::zo_perturb(a);
+  if (device.is_cpu()) return k::zo_perturb_host(a);
 #ifdef ZOFF_WITH_CUDA
   if (device.is_cuda()) return cuda_zo_perturb(a);
 #endif
@@ -24,7 +25,7 @@ void dispatch_zo_perturb(const k::PerturbArgs& a, const at::Device& device) {
 }
 
 void dispatch_zo_update(const k::UpdateArgs& a, const at::Device& device) {
-  if (device.is_cpu()) return k::ref::zo_update(a);
+  if (device.is_cpu()) return k::zo_update_host(a);
 #ifdef ZOFF_WITH_CUDA
   if (device.is_cuda()) return cuda_zo_update(a);
 #endif
@@ -33,7 +34,7 @@ void dispatch_zo_update(const k::UpdateArgs& a, const at::Device& device) {
 
 void dispatch_fill_z(float* out, int64_t n, uint64_t pid, uint64_t seed, k::Dist d,
                      const at::Device& device) {
-  if (device.is_cpu()) return k::ref::fill_z(out, n, pid, seed, d);
+  if (device.is_cpu()) return k::fill_z_host(out, n, pid, seed, d);
 #ifdef ZOFF_WITH_CUDA
   if (device.is_cuda()) return cuda_fill_z(out, n, pid, seed, d);
 #endif
