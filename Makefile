@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 DEB_PKGS := cmake ninja-build g++ libtorch-dev libopenblas0-pthread libtbb-dev libboost-dev \
             libgtest-dev libbenchmark-dev libtomlplusplus-dev libcli11-dev nlohmann-json3-dev \
-            libspdlog-dev libfmt-dev python3
+            libspdlog-dev libfmt-dev libgloo-dev python3
 
 .PHONY: deps build test test-all demo clean gpu-debs
 

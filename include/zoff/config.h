@@ -34,6 +34,7 @@ struct OptimizerConfig {
   int64_t warmup_steps = 0;
   std::string direction = "gaussian";    // gaussian | rademacher (MeZO)
   int fzoo_n = 8;                        // FZOO perturbations per step (N >= 2)
+  int mezo_q = 1;                        // MeZO/SubZero directions per step, averaged (n-SPSA)
   std::string fzoo_convention = "code";  // code: lr folds eps, population std; paper: 1/eps, N-1 variance
   int subzero_rank = 24;
   int64_t subzero_period = 1000;         // steps between resampling U, V
@@ -65,12 +66,24 @@ struct TrainConfig {
   bool timeline = false;        // record a per-op timeline (Chrome trace) into output_dir
 };
 
+// Several processes (one per GPU) training one model: docs/distributed.md. Used only when the
+// process runs with WORLD_SIZE > 1 (zoff launch, torchrun-style env).
+enum class DistMode { Perturbation, Data };
+const char* dist_mode_name(DistMode m);  // "perturbation", "data"
+
+struct DistributedConfig {
+  DistMode mode = DistMode::Perturbation;  // split the step's forwards, or the batch's rows
+  std::string backend = "auto";            // auto (nccl on CUDA, gloo on the CPU) | gloo | nccl
+  int64_t timeout_s = 300;                 // rendezvous and collective timeout
+};
+
 struct RunConfig {
   ModelConfig model;
   OffloadPolicy policy;
   OptimizerConfig optimizer;
   DataConfig data;
   TrainConfig train;
+  DistributedConfig distributed;
   std::string source;  // path of the top config file, as given
 };
 

@@ -22,6 +22,8 @@ Command add_compare_command(CLI::App& top);
 Command add_inspect_command(CLI::App& top);
 Command add_plan_command(CLI::App& top);
 Command add_replay_command(CLI::App& top);
+// zoff launch: N ranks of one job (cmd_launch.cpp, docs/distributed.md).
+Command add_launch_command(CLI::App& top);
 // train and eval share the signal handling (cmd_train.cpp).
 std::vector<Command> add_trainer_commands(CLI::App& top);
 

@@ -5,6 +5,7 @@
 #include <torch/version.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <string>
 #include <vector>
@@ -31,7 +32,13 @@ std::string version_text() {
   return s + "compiled in, " + (at::hasCUDA() ? "available" : "no device visible");
 }
 
-void print_error(const std::string& msg) { std::fprintf(stderr, "zoff: error: %s\n", msg.c_str()); }
+// One of several ranks (zoff launch, torchrun) says which: "zoff: error: [rank 1] ...".
+void print_error(const std::string& msg) {
+  const char* rank = std::getenv("RANK");
+  const char* world = std::getenv("WORLD_SIZE");
+  const bool ranked = rank && world && *world && std::string(world) != "1";
+  std::fprintf(stderr, "zoff: error: %s%s\n", ranked ? ("[rank " + std::string(rank) + "] ").c_str() : "", msg.c_str());
+}
 
 // Note [Exit codes]
 // 0 success; 2 bad usage or bad input (CLI11 parse errors, zoff::InputError: the user can fix it
@@ -57,6 +64,7 @@ int run_main(int argc, char** argv) {
   commands.push_back(add_plan_command(app));
   commands.push_back(add_replay_command(app));
   commands.push_back(add_compare_command(app));
+  commands.push_back(add_launch_command(app));
 
   try {
     app.parse(argc, argv);

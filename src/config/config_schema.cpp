@@ -22,6 +22,8 @@ const char* optimizer_kind_name(OptimizerKind k) {
   return "?";
 }
 
+const char* dist_mode_name(DistMode m) { return m == DistMode::Data ? "data" : "perturbation"; }
+
 const char* config_dtype_name(DType t) {
   switch (t) {
     case DType::F32: return "fp32";
@@ -222,6 +224,8 @@ std::vector<Field> build_fields() {
                      {{"normal", "gaussian"}}));
   f.push_back(integer("optimizer", "fzoo_n", ACC(optimizer.fzoo_n), 2, INT64_MAX,
                       "FZOO normalises by the std of N losses"));
+  f.push_back(integer("optimizer", "mezo_q", ACC(optimizer.mezo_q), 1, 4096,
+                      "MeZO/SubZero directions per step (n-SPSA), 2 forwards each"));
   f.push_back(choice("optimizer", "fzoo_convention", ACC(optimizer.fzoo_convention), {"code", "paper"}));
   f.push_back(integer("optimizer", "subzero_rank", ACC(optimizer.subzero_rank), 1));
   f.push_back(integer("optimizer", "subzero_period", ACC(optimizer.subzero_period), 1));
@@ -251,6 +255,16 @@ std::vector<Field> build_fields() {
   f.push_back(text("train", "output_dir", ACC(train.output_dir), Kind::String, false));
   f.push_back(choice("train", "device", ACC(train.device), {"auto", "cpu", "cuda"}, {{"gpu", "cuda"}}));
   f.push_back(boolean("train", "timeline", ACC(train.timeline)));
+
+  // [distributed] (docs/distributed.md)
+  f.push_back(enum_choice(
+      "distributed", "mode", {"perturbation", "data"}, {{"perturbation-parallel", "perturbation"},
+                                                        {"data-parallel", "data"}},
+      [](RunConfig& c, const std::string& s) { c.distributed.mode = s == "data" ? DistMode::Data : DistMode::Perturbation; },
+      [](const RunConfig& c) { return dist_mode_name(c.distributed.mode); }));
+  f.push_back(choice("distributed", "backend", ACC(distributed.backend), {"auto", "gloo", "nccl"}));
+  f.push_back(integer("distributed", "timeout_s", ACC(distributed.timeout_s), 1, 86400,
+                      "seconds a rank waits for the others before failing"));
 #undef ACC
   return f;
 }
@@ -283,7 +297,7 @@ const Field* find_field(const std::string& section, const std::string& key) {
 }
 
 const std::vector<std::string>& section_names() {
-  static const std::vector<std::string> s = {"model", "policy", "optimizer", "data", "train"};
+  static const std::vector<std::string> s = {"model", "policy", "optimizer", "data", "train", "distributed"};
   return s;
 }
 

@@ -2,6 +2,7 @@
 #include <cmath>
 
 #include "optimizers.h"
+#include "zoff/error.h"
 #include "zoff/log.h"
 
 namespace zoff {
@@ -15,6 +16,11 @@ namespace {
 // SubZero (Yu et al. 2024) is the same step with z = sqrt(mn/r²) U Z Vᵀ for 2-D weights, U and V
 // resampled every F steps; the update of step t carries its basis index t / F, so a delayed
 // update applied during the first step of a new period still uses the old U, V.
+// optimizer.mezo_q = q > 1 is the paper's n-SPSA (Malladi et al. 2023, Appendix: q directions
+// z_1..z_q from seeds (t, 0..q-1), forwards +eps z_i, -eps z_i in that order, and
+//   theta <- theta - lr_t (1/q sum_i g_i z_i + wd theta).
+// q = 1 gives the seeds, forwards and bits of the plain MeZO step. The 2q forwards are what
+// perturbation-parallel training splits among processes (docs/distributed.md).
 class MeZO : public ZoOptimizer {
  public:
   MeZO(const OptimizerConfig& c, uint64_t seed, int64_t total, std::unique_ptr<Directions> d, bool subzero)
@@ -24,27 +30,41 @@ class MeZO : public ZoOptimizer {
 
   StepRequest begin_step(int64_t t) override {
     step_ = t;
-    seed_t_ = k::step_seed(seed_, uint64_t(t), 0);
     basis_ = subzero_ ? t / cfg_.subzero_period : 0;
     if (auto* lr = dynamic_cast<LowRankDirections*>(dirs_.get())) lr->evict_before(basis_ - 1);
     StepRequest r;
     r.step = t;
-    r.forwards = {Perturbation{{DirTerm{seed_t_, cfg_.eps, basis_}}},
-                  Perturbation{{DirTerm{seed_t_, -cfg_.eps, basis_}}}};
+    seeds_.clear();
+    for (int i = 0; i < cfg_.mezo_q; ++i) {
+      seeds_.push_back(k::step_seed(seed_, uint64_t(t), uint64_t(i)));
+      r.forwards.push_back(Perturbation{{DirTerm{seeds_.back(), cfg_.eps, basis_}}});
+      r.forwards.push_back(Perturbation{{DirTerm{seeds_.back(), -cfg_.eps, basis_}}});
+    }
     return r;
   }
 
   nlohmann::json end_step(const std::vector<double>& L) override {
-    const double g = (L.at(0) - L.at(1)) / (2.0 * cfg_.eps);
+    const int q = cfg_.mezo_q;
+    ZOFF_CHECK(L.size() == size_t(2 * q), "MeZO with q = ", q, " needs ", 2 * q, " losses, got ", L.size());
     const double lr = lr_at(step_);
-    nlohmann::json info = {{"loss", 0.5 * (L[0] + L[1])}, {"projected_grad", g}, {"lr", lr}};
-    if (!std::isfinite(g)) {
-      log::warn("step {}: non-finite projected gradient (L+ = {}, L- = {}); update skipped", step_, L[0], L[1]);
+    std::vector<double> g(static_cast<size_t>(q));
+    double loss = 0;
+    bool finite = true;
+    for (int i = 0; i < q; ++i) {
+      g[size_t(i)] = (L[size_t(2 * i)] - L[size_t(2 * i + 1)]) / (2.0 * cfg_.eps);
+      loss += 0.5 * (L[size_t(2 * i)] + L[size_t(2 * i + 1)]);
+      finite = finite && std::isfinite(g[size_t(i)]);
+    }
+    nlohmann::json info = {{"loss", loss / q}, {"projected_grad", q == 1 ? nlohmann::json(g[0]) : nlohmann::json(g)},
+                           {"lr", lr}};
+    if (!finite) {
+      log::warn("step {}: non-finite projected gradient (losses {}); update skipped", step_, nlohmann::json(L).dump());
       info["skipped"] = true;
       return info;
     }
     pending_.step = step_;
-    pending_.terms = {DirTerm{seed_t_, -lr * g, basis_}};
+    pending_.terms.clear();
+    for (int i = 0; i < q; ++i) pending_.terms.push_back(DirTerm{seeds_[size_t(i)], -lr * g[size_t(i)] / q, basis_});
     pending_.decay = lr * cfg_.weight_decay;
     pending_.lr = lr;
     return info;
@@ -52,7 +72,7 @@ class MeZO : public ZoOptimizer {
 
  private:
   bool subzero_;
-  uint64_t seed_t_ = 0;
+  std::vector<uint64_t> seeds_;  // one per direction; seeds_[0] is the q = 1 seed
   int64_t basis_ = 0;
 };
 

@@ -14,6 +14,7 @@
 #include "engine.h"
 #include "zoff/async_io.h"
 #include "zoff/dataset.h"
+#include "zoff/distributed.h"
 #include "zoff/error.h"
 #include "zoff/log.h"
 #include "zoff/run_plan.h"
@@ -39,6 +40,8 @@ struct Trainer::Impl {
   std::unique_ptr<Tokenizer> tok;
   std::shared_ptr<const Dataset> train_set;
   std::unique_ptr<DataLoader> loader;
+  std::unique_ptr<Distributed> dist;  // a world of one unless WORLD_SIZE > 1 (Note [Distributed ZO step])
+  bool stop_agreed = false;           // every rank saw some rank's stop request in the last step
   PlanReport plan;
   int64_t step = 0;
   std::ofstream metrics, seeds;
@@ -86,34 +89,57 @@ struct Trainer::Impl {
                      b.labels.index_select(0, idx)};
   }
 
-  // Runs a request over one batch (or every batch of the full-batch set), returns mean losses.
-  std::vector<double> evaluate_request(const StepRequest& req) {
+  // Runs this rank's part of a request over one batch (or every batch of the full-batch set):
+  // its forwards' mean losses (perturbation mode, one process) or its rows' NLL sums (data mode).
+  LocalLosses evaluate_request(const StepRequest& full) {
+    const StepRequest req = dist->local_request(full);
+    const bool data = dist->active() && dist->mode() == DistMode::Data;
+    const size_t F = req.forwards.size();
+    LocalLosses out;
+    if (data) {
+      out.nll.assign(F, 0.0);
+      out.tokens.assign(F, 0.0);
+    }
+    auto run = [&](const StepBatch& global, bool first) {
+      bool counts = true;
+      const StepBatch b = dist->local_batch(global, &counts);
+      zo->begin_pass(req, b, first, data);
+      engine->run_pass(*zo, opt.get(), first);
+      std::vector<double> L = zo->losses();
+      const double t = counts ? double(zo->scored_tokens()) : 0.0;
+      out.evaluated_tokens += t * double(F);
+      if (data && counts) {
+        const at::Tensor n = zo->row_nll().to(at::kDouble).sum(1), c = zo->row_count().sum(1);
+        for (size_t f = 0; f < F; ++f) {
+          out.nll[f] += n[int64_t(f)].item<double>();
+          out.tokens[f] += double(c[int64_t(f)].item<int64_t>());
+        }
+      }
+      return L;
+    };
     if (!req.full_batch || !train_set) {
-      zo->begin_pass(req, next_train_batch(), true);
-      engine->run_pass(*zo, opt.get(), true);
-      return zo->losses();
+      out.mean = run(next_train_batch(), true);
+      return out;
     }
     // Note [Full-batch passes]: SVRG's anchor estimate averages each forward's loss over the
     // full-batch set, token-weighted; the pending update is applied in the first pass only.
     int64_t n = cfg.optimizer.svrg_full_batch_size > 0 ? std::min(cfg.optimizer.svrg_full_batch_size, train_set->size())
                                                        : train_set->size();
-    std::vector<double> sum(req.forwards.size(), 0.0);
+    std::vector<double> sum(F, 0.0);
     double tokens = 0;
     bool first = true;
     for (int64_t i = 0; i < n; i += cfg.data.batch_size) {
       std::vector<int64_t> idx;
       for (int64_t j = i; j < std::min(n, i + cfg.data.batch_size); ++j) idx.push_back(j);
-      StepBatch b = to_step_batch(collate(*train_set, idx, pad_id()), true);
-      zo->begin_pass(req, b, first);
-      engine->run_pass(*zo, opt.get(), first);
-      auto L = zo->losses();
+      auto L = run(to_step_batch(collate(*train_set, idx, pad_id()), true), first);
       const double t = double(zo->scored_tokens());
       for (size_t f = 0; f < L.size(); ++f) sum[f] += L[f] * t;
       tokens += t;
       first = false;
     }
     for (auto& s : sum) s /= std::max(1.0, tokens);
-    return sum;
+    out.mean = std::move(sum);
+    return out;
   }
 };
 
@@ -121,13 +147,27 @@ Trainer::Trainer(RunConfig cfg) : cfg_(std::move(cfg)), impl_(std::make_unique<I
   Impl& I = *impl_;
   I.cfg = cfg_;
   const std::string& dev = cfg_.train.device;
+  const DistEnv denv = DistEnv::from_env();
+  // One process per GPU: rank r of a host trains on GPU LOCAL_RANK (docs/distributed.md).
+  const int gpu = denv.distributed() ? denv.local_rank : 0;
   if (dev == "cuda") {
     ZOFF_INPUT_CHECK(cuda_available(), cfg_.source, ": train.device = \"cuda\" but ",
                      "this zoff has no usable CUDA device (built without CUDA or no GPU)");
-    I.device = at::Device(at::kCUDA, 0);
+    I.device = at::Device(at::kCUDA, c10::DeviceIndex(gpu));
   } else if (dev == "auto") {
-    I.device = cuda_available() ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU);
+    I.device = cuda_available() ? at::Device(at::kCUDA, c10::DeviceIndex(gpu)) : at::Device(at::kCPU);
   }
+  if (I.device.is_cuda() && denv.distributed()) {
+    ZOFF_INPUT_CHECK(gpu < cuda_device_count(), "environment: LOCAL_RANK=", gpu, " but this process sees ",
+                     cuda_device_count(), " CUDA device(s) (one GPU per process: zoff launch --nproc <= GPUs)");
+    select_cuda_device(gpu);
+  }
+  I.dist = std::make_unique<Distributed>(cfg_.distributed, cfg_.source, denv, I.device.is_cuda() ? gpu : -1);
+  I.dist->check_same_config(dump_resolved_config(cfg_));
+  if (I.dist->active() && I.dist->mode() == DistMode::Data)
+    ZOFF_INPUT_CHECK(cfg_.data.batch_size >= I.dist->world(), cfg_.source, ": data.batch_size = ",
+                     cfg_.data.batch_size, " is the global batch of distributed.mode = \"data\" and must be at ",
+                     "least the number of ranks (", I.dist->world(), ")");
   I.model = std::make_unique<Model>(cfg_.model.spec);
   const Model& m = *I.model;
   // Tokenizer: data.tokenizer, else the checkpoint folder when it holds tokenizer files.
@@ -165,9 +205,13 @@ Trainer::Trainer(RunConfig cfg) : cfg_(std::move(cfg)), impl_(std::make_unique<I
   I.engine = cfg_.policy.offload ? make_offload_engine(m, init, eo, cfg_.policy, I.plan)
                                  : make_resident_engine(m, init, eo);
   I.zo = std::make_unique<ZoStep>(m, I.opt.get(), I.compute(), I.device);
+  // Note [Mirror forwards]: one z generation for both MeZO forwards, at the price of a group-sized
+  // buffer: worth it where weights are resident (compute-bound), not under a streaming budget.
+  I.zo->set_mirror(!cfg_.policy.offload);
   log::info("model: {} ({} parameters, {} layers); {}", arch_name(m.spec().arch), m.num_params(),
             m.num_layers(), I.engine->describe());
-  // Run directory.
+  // Run directory: rank 0 writes every output (the ranks hold identical weights).
+  if (!I.dist->is_root()) return;
   std::filesystem::create_directories(cfg_.train.output_dir);
   write_file_atomic(cfg_.train.output_dir + "/config.toml", dump_resolved_config(cfg_));
   I.metrics.open(cfg_.train.output_dir + "/metrics.jsonl", std::ios::app);
@@ -195,10 +239,16 @@ StepStats Trainer::train_step() {
   auto t0 = std::chrono::steady_clock::now();
   gpu_reset_peak(I.device);
   StepRequest req = I.opt->begin_step(I.step);
-  std::vector<double> L = I.evaluate_request(req);
+  LocalLosses local = I.evaluate_request(req);
+  local.stop = stop_.load();
+  // Note [Stopping together]: a signal may reach the ranks in different steps, so the stop travels
+  // with the step's losses and every rank stops after the same step.
+  GlobalLosses global = I.dist->combine(int64_t(req.forwards.size()), local);
+  I.stop_agreed = global.stop;
+  const std::vector<double>& L = global.losses;
   nlohmann::json info = I.opt->end_step(L);
   const auto& pend = I.opt->pending();
-  if (!pend.empty()) {
+  if (!pend.empty() && I.dist->is_root()) {
     nlohmann::json terms = nlohmann::json::array();
     for (auto& t : pend.terms) terms.push_back({t.seed, t.coeff, t.basis});
     I.seeds << nlohmann::json{{"step", I.step}, {"terms", terms}, {"decay", pend.decay}, {"lr", pend.lr}}.dump() << "\n";
@@ -208,17 +258,19 @@ StepStats Trainer::train_step() {
   s.step = I.step;
   s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   s.loss = info.value("loss", L.at(0));
-  s.tokens_per_second = double(I.zo->scored_tokens()) * double(req.forwards.size()) / std::max(1e-9, s.seconds);
+  s.tokens_per_second = global.evaluated_tokens / std::max(1e-9, s.seconds);
   s.gpu_peak_bytes = gpu_peak_allocated(I.device);
   s.info = info;
+  ++I.step;
+  if (!I.dist->is_root()) return s;
   nlohmann::json line = {{"step", I.step}, {"loss", s.loss}, {"seconds", s.seconds},
                          {"tokens_per_second", s.tokens_per_second}, {"losses", L}, {"info", info},
                          {"gpu_peak_allocated", s.gpu_peak_bytes}, {"gpu_used", gpu_used_bytes(I.device)},
                          {"engine", I.engine->last_pass_stats()},
                          {"direction_state_bytes", I.opt->directions().state_bytes()}};
+  if (I.dist->active()) line["ranks"] = I.dist->world();
   I.metrics << line.dump() << "\n";
   I.metrics.flush();
-  ++I.step;
   return s;
 }
 
@@ -235,8 +287,9 @@ bool Trainer::train() {
   const bool tty = isatty(2);
   const int64_t total = cfg_.train.steps;
   double ema = 0;
+  const bool root = I.dist->is_root();
   while (I.step < total) {
-    if (stop_.load()) {
+    if (I.dist->active() ? I.stop_agreed : stop_.load()) {
       log::warn("stop requested at step {}: flushing the pending update and saving", I.step);
       save_checkpoint(cfg_.train.output_dir + "/checkpoint-" + std::to_string(I.step));
       I.writer.wait();
@@ -245,7 +298,7 @@ bool Trainer::train() {
     StepStats s = train_step();
     ema = ema == 0 ? s.seconds : 0.9 * ema + 0.1 * s.seconds;
     const bool log_now = cfg_.train.log_every > 0 && (I.step % cfg_.train.log_every == 0 || I.step == total);
-    if (tty || log_now) {
+    if (root && (tty || log_now)) {
       char line[256];
       std::snprintf(line, sizeof line, "step %lld/%lld  loss %.4f  %.0f tok/s  %.3f s/step  ETA %s%s",
                     (long long)I.step, (long long)total, s.loss, s.tokens_per_second, s.seconds,
@@ -254,10 +307,11 @@ bool Trainer::train() {
       if (tty) std::fprintf(stderr, "\r%s\x1b[K%s", line, log_now ? "\n" : "");
       else log::info("{}", line);
     }
-    if (cfg_.train.timeline && I.step == 1) I.engine->write_timeline(cfg_.train.output_dir + "/timeline.json");
+    if (root && cfg_.train.timeline && I.step == 1) I.engine->write_timeline(cfg_.train.output_dir + "/timeline.json");
     if (cfg_.train.eval_every > 0 && I.step % cfg_.train.eval_every == 0 && !cfg_.data.eval.empty()) {
       EvalResult r = evaluate();
-      log::info("eval at step {}: loss {:.4f}{}", I.step, r.loss,
+      if (root)
+        log::info("eval at step {}: loss {:.4f}{}", I.step, r.loss,
                 r.accuracy >= 0 ? fmt::format(", accuracy {:.2f}%", 100 * r.accuracy) : std::string());
     }
     if (cfg_.train.save_every > 0 && I.step % cfg_.train.save_every == 0 && I.step < total)
@@ -281,7 +335,10 @@ EvalResult Trainer::evaluate(const std::string& split_path) {
   EvalResult r;
   double nll = 0, correct = 0, tokens = 0;
   const bool cls = data->is_classification();
+  // Batch k goes to rank k % world; the sums meet below (a world of one: every batch, as before).
+  int64_t k = -1;
   for (int64_t i = 0; i < data->size(); i += cfg_.data.batch_size) {
+    if (++k % I.dist->world() != I.dist->rank()) continue;
     std::vector<int64_t> idx;
     for (int64_t j = i; j < std::min(data->size(), i + cfg_.data.batch_size); ++j) idx.push_back(j);
     Batch b = collate(*data, idx, I.pad_id());
@@ -304,6 +361,11 @@ EvalResult Trainer::evaluate(const std::string& split_path) {
     }
     r.examples += b.num_examples();
   }
+  const std::vector<double> tot = I.dist->sum({nll, correct, tokens, double(r.examples)});
+  nll = tot[0];
+  correct = tot[1];
+  tokens = tot[2];
+  r.examples = int64_t(tot[3]);
   r.tokens = int64_t(tokens);
   r.loss = nll / std::max(1.0, tokens);
   r.perplexity = std::exp(r.loss);
@@ -320,7 +382,8 @@ std::vector<at::Tensor> Trainer::snapshot_weights() {
 void Trainer::save_checkpoint(const std::string& dir) {
   c10::InferenceMode guard;
   Impl& I = *impl_;
-  I.engine->flush(*I.opt);
+  I.engine->flush(*I.opt);  // on every rank: the pending update leaves all of them at the same point
+  if (!I.dist->is_root()) return;
   ModelWeights w;
   w.flats = I.engine->host_groups();
   auto tensors = named_tensors(*I.model, w);
