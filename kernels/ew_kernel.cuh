@@ -29,6 +29,7 @@ namespace zoff::k {
 //   aligned to g = 0 mod 4 (one Philox call per group and term) with scalar loads.
 struct EwParams {
   void* out;
+  void* out2;  // MIRROR kernels only (Note [Mirror perturbation])
   const void* src;
   const float* row_scales;
   int64_t row_len;
@@ -97,8 +98,9 @@ __device__ __forceinline__ uint32_t pick_word(const Philox4& r, int w) {
   return (w & 2) ? ((w & 1) ? r.v[3] : r.v[2]) : ((w & 1) ? r.v[1] : r.v[0]);
 }
 
-template <Elem OUT, Elem SRC, Dist D, bool SR>
+template <Elem OUT, Elem SRC, Dist D, bool SR, bool MIRROR = false>
 __global__ void __launch_bounds__(kEwBlock, ew_min_blocks(D)) ew_kernel(const __grid_constant__ EwParams p) {
+  static_assert(!(MIRROR && SR), "mirror outputs are perturbations: no stochastic rounding");
   constexpr int V = ew_vec<OUT, SRC>();
   constexpr int OS = elem_size(OUT), SS = elem_size(SRC);
   constexpr int SRC_U4 = V * SS / 16, OUT_U4 = V * OS / 16;
@@ -156,9 +158,11 @@ __global__ void __launch_bounds__(kEwBlock, ew_min_blocks(D)) ew_kernel(const __
             ZOFF_UNROLL
             for (int j = 0; j < V; ++j) x[j] = decode<SRC>(vec_elem<SS>(sv[r], j));
           }
-          float acc[V];
+          float acc[V], acc2[MIRROR ? V : 1];
           ZOFF_UNROLL
           for (int j = 0; j < V; ++j) acc[j] = 0.0f;
+          ZOFF_UNROLL
+          for (int j = 0; j < (MIRROR ? V : 1); ++j) acc2[j] = 0.0f;
           if constexpr (D == Dist::Gaussian) {
 #pragma unroll 1
             for (int k = 0; k < p.nterms; ++k) {  // not unrolled: Box-Muller is long, terms few
@@ -167,6 +171,10 @@ __global__ void __launch_bounds__(kEwBlock, ew_min_blocks(D)) ew_kernel(const __
               for (int q = 0; q < V / 4; ++q) gaussian4(philox_block(p.seed[k], p.pid, uint64_t(g >> 2) + q), z + 4 * q);
               ZOFF_UNROLL
               for (int j = 0; j < V; ++j) acc[j] = add_rn(acc[j], mul_rn(p.coeff[k], z[j]));
+              if constexpr (MIRROR) {
+                ZOFF_UNROLL
+                for (int j = 0; j < V; ++j) acc2[j] = add_rn(acc2[j], mul_rn(-p.coeff[k], z[j]));
+              }
             }
           } else {
             ZOFF_UNROLL
@@ -174,11 +182,18 @@ __global__ void __launch_bounds__(kEwBlock, ew_min_blocks(D)) ew_kernel(const __
               if (k >= p.nterms) break;
               ZOFF_UNROLL
               for (int j = 0; j < V; ++j) acc[j] = add_rn(acc[j], mul_rn(p.coeff[k], ((zw[k] >> j) & 1u) ? -1.0f : 1.0f));
+              if constexpr (MIRROR) {
+                ZOFF_UNROLL
+                for (int j = 0; j < V; ++j)
+                  acc2[j] = add_rn(acc2[j], mul_rn(-p.coeff[k], ((zw[k] >> j) & 1u) ? -1.0f : 1.0f));
+              }
             }
           }
-          uint32_t ow[OUT_U4 * 4];
+          uint32_t ow[OUT_U4 * 4], ow2[MIRROR ? OUT_U4 * 4 : 1];
           ZOFF_UNROLL
           for (int u = 0; u < OUT_U4 * 4; ++u) ow[u] = 0;
+          ZOFF_UNROLL
+          for (int u = 0; u < (MIRROR ? OUT_U4 * 4 : 1); ++u) ow2[u] = 0;
           ZOFF_UNROLL
           for (int s8 = 0; s8 < (V + 7) / 8; ++s8) {
             Philox4 sr{};
@@ -192,11 +207,22 @@ __global__ void __launch_bounds__(kEwBlock, ew_min_blocks(D)) ew_kernel(const __
               uint32_t b = encode<OUT, SR>(v, r16);
               if constexpr (OS == 4) ow[j] = b;
               else ow[j >> 1] |= b << (16 * (j & 1));
+              if constexpr (MIRROR) {
+                const uint32_t b2 = encode<OUT, false>(p.nterms > 0 ? add_rn(t, acc2[j]) : t, 0u);
+                if constexpr (OS == 4) ow2[j] = b2;
+                else ow2[j >> 1] |= b2 << (16 * (j & 1));
+              }
             }
           }
           uint4* o = reinterpret_cast<uint4*>(static_cast<char*>(p.out) + i0 * OS);
           ZOFF_UNROLL
           for (int u = 0; u < OUT_U4; ++u) __stcs(o + u, make_uint4(ow[4 * u], ow[4 * u + 1], ow[4 * u + 2], ow[4 * u + 3]));
+          if constexpr (MIRROR) {
+            uint4* o2 = reinterpret_cast<uint4*>(static_cast<char*>(p.out2) + i0 * OS);
+            ZOFF_UNROLL
+            for (int u = 0; u < OUT_U4; ++u)
+              __stcs(o2 + u, make_uint4(ow2[4 * u], ow2[4 * u + 1], ow2[4 * u + 2], ow2[4 * u + 3]));
+          }
         }
       }
     }
@@ -211,12 +237,16 @@ __global__ void __launch_bounds__(kEwBlock, ew_min_blocks(D)) ew_kernel(const __
     const bool in_a = w < na;
     const int64_t q = in_a ? qa0 + w : qb0 + (w - na);
     const int64_t lo = p.first + (in_a ? ra0 : rb0), hi = p.first + (in_a ? ra1 : rb1);
-    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f}, acc2[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     for (int k = 0; k < p.nterms; ++k) {
       float z[4];
       z_group<D>(p.seed[k], p.pid, uint64_t(q), z);
       ZOFF_UNROLL
       for (int j = 0; j < 4; ++j) acc[j] = add_rn(acc[j], mul_rn(p.coeff[k], z[j]));
+      if constexpr (MIRROR) {
+        ZOFF_UNROLL
+        for (int j = 0; j < 4; ++j) acc2[j] = add_rn(acc2[j], mul_rn(-p.coeff[k], z[j]));
+      }
     }
     Philox4 sr{};
     if constexpr (SR) sr = philox_block(p.sr_key, p.pid, uint64_t(q >> 1));
@@ -228,6 +258,11 @@ __global__ void __launch_bounds__(kEwBlock, ew_min_blocks(D)) ew_kernel(const __
       float t = mul_rn(load_scalar<SRC>(p, i), p.keep);
       float v = p.nterms > 0 ? add_rn(t, acc[j]) : t;
       store_scalar<OUT>(p, i, encode<OUT, SR>(v, SR ? sr_r16(sr, uint64_t(g)) : 0u));
+      if constexpr (MIRROR) {
+        const uint32_t b2 = encode<OUT, false>(p.nterms > 0 ? add_rn(t, acc2[j]) : t, 0u);
+        if constexpr (OUT == Elem::F32) static_cast<uint32_t*>(p.out2)[i] = b2;
+        else static_cast<uint16_t*>(p.out2)[i] = uint16_t(b2);
+      }
     }
   }
 }
@@ -244,13 +279,14 @@ int ew_grid(Kernel kern, int64_t threads) {
 }
 
 // One pass: the vector body for (out, src) and the launch of ew_kernel<OUT, SRC, D, SR>.
-template <Elem OUT, Elem SRC, Dist D, bool SR>
+template <Elem OUT, Elem SRC, Dist D, bool SR, bool MIRROR = false>
 void ew_pass(EwParams& p, cudaStream_t s) {
   constexpr int V = ew_vec<OUT, SRC>();
   constexpr int OS = elem_size(OUT), SS = elem_size(SRC);
   const uintptr_t ao = reinterpret_cast<uintptr_t>(p.out), as = reinterpret_cast<uintptr_t>(p.src);
+  const uintptr_t a2 = MIRROR ? reinterpret_cast<uintptr_t>(p.out2) : ao;
   p.vbeg = p.vend = 0;
-  if (ao % OS == 0 && as % SS == 0) {
+  if (ao % OS == 0 && as % SS == 0 && a2 % 16 == ao % 16) {
     const int64_t h = int64_t((16 - ao % 16) % 16) / OS;
     if ((as + uint64_t(h) * SS) % 16 == 0 && (p.first + h) % V == 0 && p.n - h >= V) {
       p.vbeg = h;
@@ -260,17 +296,19 @@ void ew_pass(EwParams& p, cudaStream_t s) {
   const bool vec = p.vend > p.vbeg;
   const int64_t tiles = vec ? (p.first + p.vend + kTile - 1) / kTile - (p.first + p.vbeg) / kTile : 0;
   const int64_t groups = vec ? 6 : p.n / 4 + 2;
-  static const int grid_cap = ew_grid(ew_kernel<OUT, SRC, D, SR>, int64_t(1) << 40);
+  static const int grid_cap = ew_grid(ew_kernel<OUT, SRC, D, SR, MIRROR>, int64_t(1) << 40);
   const int64_t need = ((tiles * 32 > groups ? tiles * 32 : groups) + kEwBlock - 1) / kEwBlock;
   const int grid = int(need < grid_cap ? (need < 1 ? 1 : need) : grid_cap);
-  ew_kernel<OUT, SRC, D, SR><<<grid, kEwBlock, 0, s>>>(p);
+  ew_kernel<OUT, SRC, D, SR, MIRROR><<<grid, kEwBlock, 0, s>>>(p);
   ZOFF_CUDA_LAUNCH_CHECK(ew_kernel);
 }
 
-// Runs one EwJob (all its passes, Note [Term passes]) on stream s.
+// Runs one EwJob (all its passes, Note [Term passes]) on stream s (no mirror output: see
+// zo_perturb.cu).
 template <Elem OUT, Elem SRC, Dist D, bool SR>
 void ew_launch(const EwJob& j, cudaStream_t s) {
   if (j.noop) return;
+  ZOFF_CHECK(j.out2 == nullptr, "ew_launch: a mirror output goes through zo_perturb");
   const int passes = term_passes(j.nterms);
   for (int pass = 0; pass < passes; ++pass) {
     EwParams p{};

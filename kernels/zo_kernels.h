@@ -49,8 +49,18 @@ struct PerturbArgs {
   const ZTerm* terms;  // host array
   int nterms;
   int64_t first = 0;  // index of out[0] / src[0] within the parameter (z is drawn for first + i)
+  // Optional mirror output (Note [Mirror perturbation]): out2[i] = dequant(src)[i] + sum_k
+  // (-coeff_k) z_k, in out's dtype: bit for bit what a second call with negated coefficients
+  // writes, from the same z (one Philox + Box-Muller for both). nullptr: none.
+  void* out2 = nullptr;
 };
 
+// Note [Mirror perturbation]
+// MeZO's two forwards see theta + eps z and theta - eps z. Perturbing into a scratch per forward
+// generates z twice per step; the mirror output makes both copies in one pass, so a step costs two
+// z generations (update + this pass) instead of three. The GPU kernel forms the second sum with
+// its own accumulators and negated coefficients, so no sign-of-zero or rounding shortcut can make
+// it differ from a separate call; the CPU reference is literally two calls.
 struct UpdateArgs {
   void* theta;
   Elem elem;

@@ -4,10 +4,38 @@
 namespace zoff::k {
 namespace {
 
+// Note [Mirror perturbation] (zo_kernels.h): the mirror output is fused into the pass when the
+// job is one pass (<= kMaxTerms terms) reading and writing one dtype -- the resident case this is
+// for; otherwise it is a second job with negated coefficients, the reference's definition.
+template <Elem OUT, Elem SRC, Dist D>
+void perturb_launch(const EwJob& j, cudaStream_t s) {
+  if (j.out2 == nullptr) return ew_launch<OUT, SRC, D, false>(j, s);
+  if constexpr (OUT == SRC) {
+    if (!j.noop && j.nterms <= kMaxTerms) {
+      EwParams p{};
+      p.out = j.out;
+      p.out2 = j.out2;
+      p.src = j.src;
+      p.n = j.n;
+      p.first = j.first;
+      p.pid = j.pid;
+      p.keep = j.keep;
+      p.nterms = j.nterms;
+      for (int k = 0; k < p.nterms; ++k) p.seed[k] = j.terms[k].seed, p.coeff[k] = j.terms[k].coeff;
+      return ew_pass<OUT, SRC, D, false, true>(p, s);
+    }
+  }
+  EwJob a = j;
+  a.out2 = nullptr;
+  ew_launch<OUT, SRC, D, false>(a, s);
+  const MirrorJob m(j);
+  ew_launch<OUT, SRC, D, false>(m.job, s);
+}
+
 template <Elem OUT, Elem SRC>
 void perturb_dist(const EwJob& j, cudaStream_t s) {
-  if (j.dist == Dist::Gaussian) ew_launch<OUT, SRC, Dist::Gaussian, false>(j, s);
-  else ew_launch<OUT, SRC, Dist::Rademacher, false>(j, s);
+  if (j.dist == Dist::Gaussian) perturb_launch<OUT, SRC, Dist::Gaussian>(j, s);
+  else perturb_launch<OUT, SRC, Dist::Rademacher>(j, s);
 }
 
 template <Elem OUT>

@@ -49,6 +49,10 @@ class ElementwiseDirections : public Directions {
                at::Tensor out) override;
   void update(const ParamInfo& p, at::Tensor theta, const std::vector<DirTerm>& terms, double decay,
               uint64_t sr_seed) override;
+  // perturb() into out and, in the same pass, the mirror: theta - sum terms into out2
+  // (Note [Mirror perturbation], kernels/zo_kernels.h).
+  void perturb_mirror(const ParamInfo& p, const at::Tensor& theta, const std::vector<DirTerm>& terms,
+                      at::Tensor out, at::Tensor out2);
   k::Dist dist() const { return dist_; }
 
  private:

@@ -44,8 +44,16 @@ class ZoStep {
   const at::Tensor& row_nll() const { return row_nll_; }
   const at::Tensor& row_count() const { return row_count_; }
   int64_t scored_tokens() const;
-  // Bytes of the perturbation scratch (one largest matrix in the compute dtype).
+  // Bytes of the perturbation scratch (one largest matrix in the compute dtype), plus the mirror
+  // buffer when mirroring is on.
   int64_t scratch_bytes() const;
+  // Note [Mirror forwards]: when on, a forward whose terms are exactly the negation of an earlier
+  // forward's (MeZO's theta - eps z after theta + eps z) gets its matrices from a mirror buffer
+  // that the earlier forward's perturbation pass filled (one z generation for both). Costs one
+  // largest group in the compute dtype; the trainer turns it on for resident runs.
+  void set_mirror(bool on);
+  // Matrices a forward took from the mirror buffer so far (tests, stats).
+  int64_t mirror_reads() const;
 
  private:
   class Source;
@@ -62,6 +70,7 @@ class ZoStep {
   int next_group_ = 0;
   std::vector<at::Tensor> h_;
   std::vector<at::Tensor> loss_;
+  std::vector<int> role_;  // per forward: 0, 1 fills the mirror buffer, 2 reads it
   at::Tensor row_nll_, row_count_;
   at::Tensor count_;
 };

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "zoff/error.h"
 #include "kernels/ref/scalar.h"
@@ -26,6 +27,7 @@ struct EwJob {
   float keep;        // multiplies the source in pass 0 (1 - decay)
   uint64_t sr_seed;  // != 0 only for a 16-bit output with stochastic rounding
   bool noop;         // nothing to do (n == 0, or an update with no terms and no decay)
+  void* out2 = nullptr;  // mirror output (perturb only, Note [Mirror perturbation])
 };
 
 inline bool is_float_elem(Elem e) { return e == Elem::F32 || e == Elem::F16 || e == Elem::BF16; }
@@ -58,9 +60,22 @@ inline EwJob perturb_job(const PerturbArgs& a) {
     ZOFF_CHECK(a.row_scales != nullptr, "zo_perturb: an F8E4M3 source needs row_scales");
     ZOFF_CHECK(a.row_len > 0, "zo_perturb: an F8E4M3 source needs row_len > 0 (got ", a.row_len, ")");
   }
+  ZOFF_CHECK(a.out2 == nullptr || a.out2 != a.out, "zo_perturb: out2 must differ from out");
   return EwJob{a.out, a.out_elem, a.src,   a.src_elem, a.row_scales, a.row_len, a.n, a.first, a.pid,
-               a.dist, a.terms,   a.nterms, 1.0f,      0,            a.n == 0};
+               a.dist, a.terms,   a.nterms, 1.0f,      0,            a.n == 0,    a.out2};
 }
+
+// The mirror half of a perturb job: out2 with negated coefficients (CPU reference, GPU fallback).
+struct MirrorJob {
+  std::vector<ZTerm> neg;
+  EwJob job;
+  explicit MirrorJob(const EwJob& j) : neg(j.terms, j.terms + j.nterms), job(j) {
+    for (ZTerm& t : neg) t.coeff = -t.coeff;
+    job.out = j.out2;
+    job.out2 = nullptr;
+    job.terms = neg.data();
+  }
+};
 
 inline void check_pack(const PackFp8Args& a) {
   ZOFF_CHECK(a.rows >= 0 && a.cols >= 0, "pack_fp8_rows: rows = ", a.rows, ", cols = ", a.cols);

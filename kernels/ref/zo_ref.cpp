@@ -135,7 +135,13 @@ namespace ref {
 
 void zo_update(const UpdateArgs& a) { run(update_job(a)); }
 
-void zo_perturb(const PerturbArgs& a) { run(perturb_job(a)); }
+void zo_perturb(const PerturbArgs& a) {
+  const EwJob j = perturb_job(a);
+  EwJob first = j;
+  first.out2 = nullptr;
+  run(first);
+  if (j.out2 != nullptr) run(MirrorJob(j).job);  // Note [Mirror perturbation]: two calls
+}
 
 void fill_z(float* out, int64_t n, uint64_t pid, uint64_t seed, Dist d) {
   ZOFF_CHECK(n >= 0 && (n == 0 || out != nullptr), "fill_z: n = ", n, ", out = ", static_cast<void*>(out));

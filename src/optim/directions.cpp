@@ -23,9 +23,17 @@ std::vector<k::ZTerm> to_kernel_terms(const std::vector<DirTerm>& t) {
 
 void ElementwiseDirections::perturb(const ParamInfo& p, const at::Tensor& theta,
                                     const std::vector<DirTerm>& terms, at::Tensor out) {
+  perturb_mirror(p, theta, terms, out, at::Tensor());
+}
+
+void ElementwiseDirections::perturb_mirror(const ParamInfo& p, const at::Tensor& theta,
+                                           const std::vector<DirTerm>& terms, at::Tensor out, at::Tensor out2) {
   ZOFF_CHECK(theta.is_contiguous() && out.is_contiguous() && theta.numel() == out.numel() &&
                  theta.device() == out.device(),
              "perturb: ", p.name, ": theta and out must be contiguous, same size and device");
+  ZOFF_CHECK(!out2.defined() || (out2.is_contiguous() && out2.numel() == out.numel() &&
+                                 out2.scalar_type() == out.scalar_type() && out2.device() == out.device()),
+             "perturb: ", p.name, ": the mirror output must match out");
   auto kt = to_kernel_terms(terms);
   k::PerturbArgs a{};
   a.out = out.data_ptr();
@@ -39,6 +47,7 @@ void ElementwiseDirections::perturb(const ParamInfo& p, const at::Tensor& theta,
   a.dist = dist_;
   a.terms = kt.data();
   a.nterms = int(kt.size());
+  a.out2 = out2.defined() ? out2.data_ptr() : nullptr;
   dispatch_zo_perturb(a, theta.device());
 }
 

@@ -27,7 +27,31 @@ class ZoStep::Source : public WeightSource {
   // weights are dequantised (and perturbed) in the same fused pass, straight into the scratch.
   void set_fp8_rows(std::vector<std::vector<int64_t>> rows) { fp8_rows_ = std::move(rows); }
   void set_terms(const std::vector<DirTerm>* t) { terms_ = t; }
-  int64_t scratch_bytes() const { return scratch_.numel() * int64_t(scratch_.element_size()); }
+  int64_t scratch_bytes() const {
+    int64_t b = scratch_.numel() * int64_t(scratch_.element_size());
+    return mirror_.defined() ? b + mirror_.numel() * int64_t(mirror_.element_size()) : b;
+  }
+  // Note [Mirror forwards] (zo_step.h).
+  void enable_mirror(bool on) {
+    if (!on) {
+      mirror_ = at::Tensor();
+      return;
+    }
+    if (mirror_.defined()) return;
+    int64_t big = 0;
+    for (auto& g : model_.groups()) big = std::max(big, g.numel);
+    mirror_ = at::empty({big}, scratch_.options());
+  }
+  bool mirror_enabled() const { return mirror_.defined(); }
+  int64_t mirror_reads() const { return mirror_reads_; }
+  // role 1: this forward also fills the mirror buffer for group g; role 2: it reads it.
+  void set_role(int role, int group) {
+    role_ = mirror_.defined() ? role : 0;
+    if (role_ == 1) {
+      mirror_group_ = group;
+      mirror_ok_.assign(model_.group(group).params.size(), 0);
+    }
+  }
 
   at::Tensor get(int group, int param) override {
     const at::Tensor& flat = flats_.at(size_t(group));
@@ -36,11 +60,21 @@ class ZoStep::Source : public WeightSource {
     if (flat.scalar_type() == at::kByte) return get_fp8(group, param, p, flat);
     at::Tensor theta = param_view(model_.group(group), param, flat);
     if ((terms_ == nullptr || terms_->empty()) && theta.scalar_type() == compute_) return theta;
+    const bool matrix = p.shape.size() >= 2;
+    if (role_ == 2 && matrix && mirror_group_ == group && mirror_ok_.at(size_t(param))) {
+      ++mirror_reads_;
+      return mirror_.narrow(0, p.offset, p.numel).view(p.shape);
+    }
     at::Tensor out = out_for(p);
-    if (terms_ == nullptr || terms_->empty())
+    auto* elem = dynamic_cast<ElementwiseDirections*>(dirs_);
+    if (terms_ == nullptr || terms_->empty()) {
       out.copy_(theta);
-    else
+    } else if (role_ == 1 && matrix && elem != nullptr && group == mirror_group_) {
+      elem->perturb_mirror(p, theta, *terms_, out, mirror_.narrow(0, p.offset, p.numel).view(p.shape));
+      mirror_ok_.at(size_t(param)) = 1;
+    } else {
       dirs_->perturb(p, theta, *terms_, out);
+    }
     return out;
   }
 
@@ -52,6 +86,10 @@ class ZoStep::Source : public WeightSource {
   at::Tensor scratch_;
   const std::vector<DirTerm>* terms_ = nullptr;
   std::vector<std::vector<int64_t>> fp8_rows_;  // per group, per param: first row index
+  at::Tensor mirror_;  // one largest group in the compute dtype, when mirroring is on
+  int role_ = 0, mirror_group_ = -1;
+  int64_t mirror_reads_ = 0;
+  std::vector<char> mirror_ok_;  // per param of mirror_group_: its mirror is filled
 
   at::Tensor out_for(const ParamInfo& p) {
     return p.shape.size() >= 2 ? scratch_.narrow(0, 0, p.numel).view(p.shape) : at::empty(p.shape, scratch_.options());
@@ -110,6 +148,22 @@ ZoStep::~ZoStep() = default;
 
 int64_t ZoStep::scratch_bytes() const { return src_->scratch_bytes(); }
 
+void ZoStep::set_mirror(bool on) { src_->enable_mirror(on); }
+
+int64_t ZoStep::mirror_reads() const { return src_->mirror_reads(); }
+
+namespace {
+// True when b's terms are exactly a's negated (same seeds and bases): b's weights are a's mirror.
+bool is_mirror(const Perturbation& a, const Perturbation& b) {
+  if (a.terms.empty() || a.terms.size() != b.terms.size()) return false;
+  for (size_t i = 0; i < a.terms.size(); ++i) {
+    const DirTerm &x = a.terms[i], &y = b.terms[i];
+    if (x.seed != y.seed || x.basis != y.basis || x.coeff == 0 || y.coeff != -x.coeff) return false;
+  }
+  return true;
+}
+}  // namespace
+
 void ZoStep::begin_pass(const StepRequest& req, const StepBatch& batch, bool apply_pending, bool keep_rows) {
   ZOFF_CHECK(!req.forwards.empty(), "a step needs at least one forward");
   ZOFF_CHECK(!apply_pending || opt_ != nullptr, "apply_pending without an optimizer");
@@ -124,6 +178,19 @@ void ZoStep::begin_pass(const StepRequest& req, const StepBatch& batch, bool app
   next_group_ = 0;
   h_.assign(req_.forwards.size(), at::Tensor());
   loss_.assign(req_.forwards.size(), at::Tensor());
+  // Mirror pairs (Note [Mirror forwards]): each forward pairs with the first later unpaired one
+  // that is its negation.
+  role_.assign(req_.forwards.size(), 0);
+  if (src_->mirror_enabled())
+    for (size_t f = 0; f < req_.forwards.size(); ++f) {
+      if (role_[f] != 0) continue;
+      for (size_t g = f + 1; g < req_.forwards.size(); ++g)
+        if (role_[g] == 0 && is_mirror(req_.forwards[f], req_.forwards[g])) {
+          role_[f] = 1;
+          role_[g] = 2;
+          break;
+        }
+    }
 }
 
 void ZoStep::visit(int g, const at::Tensor& flat, bool apply_here) {
@@ -138,6 +205,7 @@ void ZoStep::visit(int g, const at::Tensor& flat, bool apply_here) {
   const int L = model_.num_layers();
   for (size_t f = 0; f < req_.forwards.size(); ++f) {
     src_->set_terms(&req_.forwards[f].terms);
+    src_->set_role(role_[f], g);
     if (g == model_.embed_group()) {
       h_[f] = model_.embed(batch_.input_ids, ctx_, *src_);
     } else if (g <= L) {
@@ -160,6 +228,7 @@ void ZoStep::visit(int g, const at::Tensor& flat, bool apply_here) {
     }
   }
   src_->set_terms(nullptr);
+  src_->set_role(0, g);
   ++next_group_;
 }
 

@@ -202,6 +202,53 @@ TEST(KernelsGpu, ZoPerturbMatchesReference) {
           }
 }
 
+// Note [Mirror perturbation]: out and out2 from one fused pass equal the reference's two calls
+// (the second with negated coefficients), bit for bit; fused (src == out dtype, <= 8 terms),
+// fallback (other source dtypes, 9 terms), misaligned out2 (scalar path) and a `first` offset.
+TEST(KernelsGpu, ZoPerturbMirrorMatchesTwoReferenceCalls) {
+  const uint64_t pid = param_id("model.decoder.layers.5.self_attn.q_proj.weight");
+  for (int64_t n : kSizes)
+    for (Elem out : {Elem::F32, Elem::F16, Elem::BF16})
+      for (Elem src : {out, Elem::F32})
+        for (Dist d : {Dist::Gaussian, Dist::Rademacher})
+          for (int cfg = 0; cfg < 3; ++cfg) {
+            if (n > 100000 && cfg == 1) continue;
+            const int nterms = cfg == 1 ? 9 : 1;
+            const int64_t first = cfg == 2 ? 8 : 0;
+            const size_t off2 = cfg == 2 ? size_t(elem_size(out)) : 0;  // out2 misaligned against out
+            std::string what = "mirror n " + std::to_string(n) + " out " + std::to_string(int(out)) + " src " +
+                               std::to_string(int(src)) + " dist " + std::to_string(int(d)) + " cfg " + std::to_string(cfg);
+            SCOPED_TRACE(what);
+            std::vector<uint8_t> sv = random_bits(src, n, uint32_t(5 * n + cfg));
+            std::vector<ZTerm> terms = terms_for(nterms, 21);
+            const size_t ob = size_t(n) * elem_size(out);
+            DevBuf dsrc(sv.size()), d1(ob), d2(ob);
+            CK(cudaMemcpy(dsrc.p_, sv.data(), sv.size(), cudaMemcpyHostToDevice));
+            CK(cudaMemset(d1.p_, 0xFF, ob + 64));
+            CK(cudaMemset(d2.p_, 0xFF, ob + 64));
+            PerturbArgs a{d1.p_, out, dsrc.p_, src, nullptr, 0, n, pid, d, terms.data(), nterms};
+            a.first = first;
+            a.out2 = d2.at(off2);
+            zo_perturb(a, nullptr);
+            CK(cudaDeviceSynchronize());
+            std::vector<uint8_t> g1(ob), g2(ob), c1(ob, 0xFF), c2(ob, 0xFF);
+            CK(cudaMemcpy(g1.data(), d1.p_, ob, cudaMemcpyDeviceToHost));
+            CK(cudaMemcpy(g2.data(), d2.at(off2), ob, cudaMemcpyDeviceToHost));
+            PerturbArgs r = a;
+            r.src = sv.data();
+            r.out = c1.data();
+            r.out2 = nullptr;
+            ref::zo_perturb(r);
+            std::vector<ZTerm> neg = terms;
+            for (ZTerm& t : neg) t.coeff = -t.coeff;
+            r.out = c2.data();
+            r.terms = neg.data();
+            ref::zo_perturb(r);
+            compare(out, g1, c1, n, what + " out");
+            compare(out, g2, c2, n, what + " out2");
+          }
+}
+
 TEST(KernelsGpu, PackFp8MatchesReferenceBitForBit) {
   struct Shape {
     int64_t rows, cols;

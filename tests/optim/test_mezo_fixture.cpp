@@ -63,5 +63,39 @@ TEST_P(MezoFixture, ReproducesLossesGradientAndUpdate) {
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, MezoFixture, ::testing::Values("opt-tiny", "llama-tiny"));
 
+// Note [Mirror forwards]: with the mirror on, the minus forward takes its matrices from the
+// buffer the plus forward's pass filled, and every loss is the same bits as without it.
+TEST(MirrorForwards, SameLossesAndTheMirrorIsUsed) {
+  c10::InferenceMode guard;
+  for (const char* fx : {"opt-tiny", "llama-tiny"}) {
+    const std::string dir = fixture(fx);
+    Model m(parse_hf_config(dir + "/model/config.json"));
+    auto ref = SafetensorsFile::open(dir + "/reference.safetensors");
+    StepBatch b{read_tensor(*ref, "input_ids"), read_tensor(*ref, "attention_mask"), at::Tensor()};
+    std::vector<std::vector<double>> losses;
+    for (bool mirror : {false, true}) {
+      ModelWeights w = load_weights(m, dir + "/model", at::kFloat);
+      OptimizerConfig cfg;
+      cfg.lr = 1e-3;
+      cfg.weight_decay = 0.01;
+      auto opt = make_optimizer(cfg, 11, 5, "test");
+      ZoStep step(m, opt.get(), at::kFloat, at::kCPU);
+      step.set_mirror(mirror);
+      std::vector<double> all;
+      for (int t = 0; t < 3; ++t) {
+        StepRequest req = opt->begin_step(t);
+        std::vector<double> L = run_pass(m, step, req, b, w, true);
+        all.insert(all.end(), L.begin(), L.end());
+        opt->end_step(L);
+      }
+      losses.push_back(all);
+      if (mirror) EXPECT_GT(step.mirror_reads(), 0) << fx;
+      else EXPECT_EQ(step.mirror_reads(), 0) << fx;
+    }
+    ASSERT_EQ(losses[0].size(), losses[1].size());
+    for (size_t i = 0; i < losses[0].size(); ++i) EXPECT_EQ(losses[0][i], losses[1][i]) << fx << " loss " << i;
+  }
+}
+
 }  // namespace
 }  // namespace zoff
