@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <cstdint>
 #include <random>
 #include <string>
@@ -54,8 +55,9 @@ std::vector<uint8_t> random_bits(Elem e, int64_t n) {
 // Note [Host kernel bandwidth]
 // impl is a HostIsa (kernels/host/zo_host.h): 4 = ref (kernels/ref), 1 = scalar, 2 = avx2,
 // 3 = avx512 (the SIMD paths of kernels/host); a path the CPU lacks is skipped with an error.
-// GB/s counts the bytes that move (Note [Kernel bandwidth]) over wall time; GB/s_core divides it by
-// the oneTBB worker count. On a shared machine run one benchmark process at a time.
+// GB/s counts the bytes that move (Note [Kernel bandwidth]) over wall time; GB/s_core counts them
+// over the CPU time of the whole process (all oneTBB workers), so it is the per-core rate even on a
+// machine shared with other work (where wall-time GB/s drops).
 
 bool skip_isa(benchmark::State& st, HostIsa isa) {
   if (host_isa_supported(isa)) return false;
@@ -63,9 +65,29 @@ bool skip_isa(benchmark::State& st, HostIsa isa) {
   return true;
 }
 
-void set_host_rate(benchmark::State& st, double bytes_per_iter, double secs) {
-  set_rate(st, bytes_per_iter, secs, 0);
-  st.counters["GB/s_core"] = st.counters["GB/s"] / double(tbb::this_task_arena::max_concurrency());
+double process_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+}
+
+// Wall and process-CPU seconds of the timed regions of one benchmark.
+struct HostClock {
+  double wall = 0, cpu = 0;
+  template <typename F>
+  void time(F&& fn) {
+    const double c0 = process_cpu_seconds();
+    const auto t0 = std::chrono::steady_clock::now();
+    fn();
+    wall += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    cpu += process_cpu_seconds() - c0;
+  }
+};
+
+void set_host_rate(benchmark::State& st, double bytes_per_iter, const HostClock& c) {
+  set_rate(st, bytes_per_iter, c.wall, 0);
+  st.counters["GB/s_core"] = bytes_per_iter * double(st.iterations()) / c.cpu / 1e9;
+  st.counters["threads"] = double(tbb::this_task_arena::max_concurrency());
 }
 
 void BM_PackFp8Host(benchmark::State& st) {
@@ -75,14 +97,12 @@ void BM_PackFp8Host(benchmark::State& st) {
   const int64_t rows = 2048, cols = 4096, n = rows * cols;
   std::vector<uint8_t> src = random_bits(e, n), dst(static_cast<size_t>(n));
   std::vector<float> scales(static_cast<size_t>(rows));
-  double secs = 0;
+  HostClock clock;
   for (auto _ : st) {
-    auto t0 = std::chrono::steady_clock::now();
-    pack_fp8_rows_host({src.data(), e, rows, cols, dst.data(), scales.data()}, isa);
-    secs += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    clock.time([&] { pack_fp8_rows_host({src.data(), e, rows, cols, dst.data(), scales.data()}, isa); });
     benchmark::DoNotOptimize(dst.data());
   }
-  set_host_rate(st, double(n) * (elem_size(e) + 1), secs);
+  set_host_rate(st, double(n) * (elem_size(e) + 1), clock);
 }
 BENCHMARK(BM_PackFp8Host)
     ->ArgNames({"elem", "impl"})
@@ -99,13 +119,9 @@ void BM_ZoUpdateHost(benchmark::State& st) {
   const int64_t n = int64_t(1) << 23;
   std::vector<uint8_t> theta = random_bits(e, n);
   ZTerm t{step_seed(1, 2, 3), 1e-3f};
-  double secs = 0;
-  for (auto _ : st) {
-    auto t0 = std::chrono::steady_clock::now();
-    zo_update_host({theta.data(), e, n, 42, d, &t, 1, 0.0f, sr}, isa);
-    secs += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  }
-  set_host_rate(st, double(n) * 2 * elem_size(e), secs);
+  HostClock clock;
+  for (auto _ : st) clock.time([&] { zo_update_host({theta.data(), e, n, 42, d, &t, 1, 0.0f, sr}, isa); });
+  set_host_rate(st, double(n) * 2 * elem_size(e), clock);
 }
 void host_update_args(benchmark::internal::Benchmark* b) {
   b->ArgNames({"elem", "dist", "sr", "impl"});
@@ -128,16 +144,14 @@ void BM_ZoPerturbHost(benchmark::State& st) {
   const int64_t n = int64_t(1) << 23;
   std::vector<uint8_t> src = random_bits(Elem::F32, n), out(size_t(n) * 2), out2(size_t(n) * 2);
   ZTerm t{step_seed(1, 2, 3), 1e-3f};
-  double secs = 0;
+  PerturbArgs a{out.data(), Elem::BF16, src.data(), Elem::F32, nullptr, 0, n, 42, Dist::Gaussian, &t, nterms};
+  a.out2 = mirror ? out2.data() : nullptr;
+  HostClock clock;
   for (auto _ : st) {
-    PerturbArgs a{out.data(), Elem::BF16, src.data(), Elem::F32, nullptr, 0, n, 42, Dist::Gaussian, &t, nterms};
-    a.out2 = mirror ? out2.data() : nullptr;
-    auto t0 = std::chrono::steady_clock::now();
-    zo_perturb_host(a, isa);
-    secs += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    clock.time([&] { zo_perturb_host(a, isa); });
     benchmark::DoNotOptimize(out.data());
   }
-  set_host_rate(st, double(n) * (4 + 2 + (mirror ? 2 : 0)), secs);
+  set_host_rate(st, double(n) * (4 + 2 + (mirror ? 2 : 0)), clock);
 }
 BENCHMARK(BM_ZoPerturbHost)
     ->ArgNames({"nterms", "mirror", "impl"})

@@ -20,11 +20,13 @@ struct Tile {
   using M = typename S::M;
   static constexpr int W = S::W;
   static constexpr int64_t T = kTile;
-  static_assert(T % (4 * 16) == 0 && T % 128 == 0, "a tile holds whole Gaussian, SR and Rademacher batches");
+  static_assert(T % (4 * 2 * 16) == 0 && T % (8 * 2 * 16) == 0 && T % 128 == 0, "a tile holds whole Gaussian, SR and Rademacher batches");
 
   // ---- Philox4x32-10 on W consecutive blocks (kernels/philox.h, SoA) ------------------------------
-  static void philox(uint64_t seed, uint64_t pid, uint64_t blk, U v[4]) {
-    U c0, c1;
+  // Note [Two Philox batches at once]: the 10 rounds are one dependency chain (multiply, blend,
+  // xor); running batches a (blocks blk..) and b (blocks blk + W..) in lockstep gives the core two
+  // independent chains to overlap.
+  static void counters(uint64_t blk, U& c0, U& c1) {
     if (uint32_t(blk) <= 0xFFFFFFFFu - uint32_t(W - 1)) {  // no carry into the high word
       c0 = S::add(S::set1(uint32_t(blk)), S::iota());
       c1 = S::set1(uint32_t(blk >> 32));
@@ -33,20 +35,39 @@ struct Tile {
       for (int l = 0; l < W; ++l) lo[l] = uint32_t(blk + uint64_t(l)), hi[l] = uint32_t((blk + uint64_t(l)) >> 32);
       c0 = S::load(lo), c1 = S::load(hi);
     }
-    U c2 = S::set1(uint32_t(pid)), c3 = S::set1(uint32_t(pid >> 32));
+  }
+  static void round(U c[4], uint32_t k0, uint32_t k1) {
+    U lo0, hi0, lo1, hi1;
+    S::mulhilo(c[0], 0xD2511F53u, lo0, hi0);
+    S::mulhilo(c[2], 0xCD9E8D57u, lo1, hi1);
+    c[0] = S::xor_(S::xor_(hi1, c[1]), S::set1(k0));
+    c[2] = S::xor_(S::xor_(hi0, c[3]), S::set1(k1));
+    c[1] = lo1;
+    c[3] = lo0;
+  }
+  static void philox2(uint64_t seed, uint64_t pid, uint64_t blk, U a[4], U b[4]) {
+    counters(blk, a[0], a[1]);
+    counters(blk + uint64_t(W), b[0], b[1]);
+    a[2] = b[2] = S::set1(uint32_t(pid));
+    a[3] = b[3] = S::set1(uint32_t(pid >> 32));
     uint32_t k0 = uint32_t(seed), k1 = uint32_t(seed >> 32);
     for (int r = 0; r < 10; ++r) {
-      U lo0, hi0, lo1, hi1;
-      S::mulhilo(c0, 0xD2511F53u, lo0, hi0);
-      S::mulhilo(c2, 0xCD9E8D57u, lo1, hi1);
-      c0 = S::xor_(S::xor_(hi1, c1), S::set1(k0));
-      c2 = S::xor_(S::xor_(hi0, c3), S::set1(k1));
-      c1 = lo1;
-      c3 = lo0;
+      round(a, k0, k1);
+      round(b, k0, k1);
       k0 += 0x9E3779B9u;
       k1 += 0xBB67AE85u;
     }
-    v[0] = c0, v[1] = c1, v[2] = c2, v[3] = c3;
+  }
+  static void philox(uint64_t seed, uint64_t pid, uint64_t blk, U v[4]) {
+    counters(blk, v[0], v[1]);
+    v[2] = S::set1(uint32_t(pid));
+    v[3] = S::set1(uint32_t(pid >> 32));
+    uint32_t k0 = uint32_t(seed), k1 = uint32_t(seed >> 32);
+    for (int r = 0; r < 10; ++r) {
+      round(v, k0, k1);
+      k0 += 0x9E3779B9u;
+      k1 += 0xBB67AE85u;
+    }
   }
 
   // ---- Box-Muller, operation for operation as neg2_log_unit / sincos_turn24 / gaussian4 ----------
@@ -101,13 +122,16 @@ struct Tile {
   // z[i] for elements t * T + i, i < T.
   static void gaussian_tile(uint64_t seed, uint64_t pid, int64_t t, float* z) {
     const uint64_t b0 = uint64_t(t) * uint64_t(T / 4);
-    for (int64_t b = 0; b < T / 4; b += W) {
-      U v[4];
-      philox(seed, pid, b0 + uint64_t(b), v);
-      F z0, z1, z2, z3;
-      box_muller(v[0], v[1], z0, z1);
-      box_muller(v[2], v[3], z2, z3);
-      S::transpose_store(S::as_u(z0), S::as_u(z1), S::as_u(z2), S::as_u(z3), reinterpret_cast<uint32_t*>(z + 4 * b));
+    for (int64_t b = 0; b < T / 4; b += 2 * W) {
+      U v[2][4];
+      philox2(seed, pid, b0 + uint64_t(b), v[0], v[1]);
+      for (int h = 0; h < 2; ++h) {
+        F z0, z1, z2, z3;
+        box_muller(v[h][0], v[h][1], z0, z1);
+        box_muller(v[h][2], v[h][3], z2, z3);
+        S::transpose_store(S::as_u(z0), S::as_u(z1), S::as_u(z2), S::as_u(z3),
+                           reinterpret_cast<uint32_t*>(z + 4 * (b + h * W)));
+      }
     }
   }
 
@@ -141,11 +165,11 @@ struct Tile {
   // (g >> 1) & 3, half g & 1, so the block-major words read as uint16 are r16 in element order.
   static void sr_tile(uint64_t key, uint64_t pid, int64_t t, uint16_t* r16) {
     const uint64_t b0 = uint64_t(t) * uint64_t(T / 8);
-    for (int64_t b = 0; b < T / 8; b += W) {
-      U v[4];
-      philox(key, pid, b0 + uint64_t(b), v);
-      uint32_t* out = reinterpret_cast<uint32_t*>(r16) + 4 * b;
-      S::transpose_store(v[0], v[1], v[2], v[3], out);
+    for (int64_t b = 0; b < T / 8; b += 2 * W) {
+      U v[2][4];
+      philox2(key, pid, b0 + uint64_t(b), v[0], v[1]);
+      for (int h = 0; h < 2; ++h)
+        S::transpose_store(v[h][0], v[h][1], v[h][2], v[h][3], reinterpret_cast<uint32_t*>(r16) + 4 * (b + h * W));
     }
   }
 
