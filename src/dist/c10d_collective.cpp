@@ -11,6 +11,8 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #endif
 
+#include <thread>
+
 #include "zoff/error.h"
 #include "zoff/log.h"
 
@@ -33,6 +35,23 @@ using dist_detail::what_of;
 // all WORLD_SIZE ranks have connected; the others connect, retrying until the timeout. The store
 // then carries what each backend needs to meet (Gloo's addresses, NCCL's unique id). Both ends
 // fail with the address and the variables to check, never wait forever.
+// Every rank checks in and waits until all have: TCPStore's own wait for workers differs between
+// LibTorch versions, this count does not.
+void join(c10d::Store& store, const DistEnv& env, const CollectiveOptions& o) {
+  const std::string key = "zoff/joined";
+  store.add(key, 1);
+  const auto deadline = std::chrono::steady_clock::now() + o.timeout;
+  for (;;) {
+    const int64_t n = store.add(key, 0);
+    if (n >= env.world) return;
+    if (std::chrono::steady_clock::now() > deadline)
+      ZOFF_FAIL("rank ", env.rank, ": rendezvous at ", env.master_addr, ":", env.master_port, ": only ", n, " of ",
+                env.world, " ranks arrived within distributed.timeout_s = ", o.timeout.count() / 1000,
+                " s (did every rank start, with the same MASTER_ADDR/MASTER_PORT and WORLD_SIZE?)");
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
 c10::intrusive_ptr<c10d::Store> connect_store(const DistEnv& env, const CollectiveOptions& o) {
   c10d::TCPStoreOptions so;
   so.port = uint16_t(env.master_port);
@@ -41,7 +60,11 @@ c10::intrusive_ptr<c10d::Store> connect_store(const DistEnv& env, const Collecti
   so.waitWorkers = true;
   so.timeout = o.timeout;
   try {
-    return c10::make_intrusive<c10d::TCPStore>(env.master_addr, so);
+    auto store = c10::make_intrusive<c10d::TCPStore>(env.master_addr, so);
+    join(*store, env, o);
+    return store;
+  } catch (const Error&) {
+    throw;
   } catch (const std::exception& e) {
     const std::string where = env.master_addr + ":" + std::to_string(env.master_port);
     if (env.rank == 0)

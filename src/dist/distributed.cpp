@@ -118,17 +118,20 @@ void Distributed::check_same_config(const std::string& mine) {
   std::string diff;
   if (root != mine) {
     std::istringstream a(root), b(mine);
-    std::string la, lb;
+    std::string la, lb, section;
     int line = 0;
     for (;;) {
       ++line;
       const bool ga = bool(std::getline(a, la)), gb = bool(std::getline(b, lb));
       if (!ga && !gb) break;
       if (la != lb || ga != gb) {
-        diff = "line " + std::to_string(line) + " of the resolved config: rank 0 has '" + (ga ? la : "<end>") +
-               "', rank " + std::to_string(rank()) + " has '" + (gb ? lb : "<end>") + "'";
+        const std::string key = la.substr(0, la.find(" = "));
+        diff = (section.empty() ? "" : section + "." + key + ", ") + "line " + std::to_string(line) +
+               " of the resolved config: rank 0 has '" + (ga ? la : "<end>") + "', rank " + std::to_string(rank()) +
+               " has '" + (gb ? lb : "<end>") + "'";
         break;
       }
+      if (la.size() > 2 && la.front() == '[' && la.back() == ']') section = la.substr(1, la.size() - 2);
     }
   }
   std::vector<double> bad(size_t(world()), 0.0);
