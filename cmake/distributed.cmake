@@ -20,11 +20,12 @@ endif()
 set(ZOFF_HAVE_NCCL OFF)
 if(ZOFF_WITH_CUDA)
   set(_zoff_nccl_hints ${ZOFF_NCCL_ROOT} $ENV{NCCL_ROOT})
-  find_package(Python3 COMPONENTS Interpreter QUIET)
-  if(Python3_Interpreter_FOUND)
+  # The python3 on PATH: the one whose torch scripts/gpu_build.sh configures against.
+  find_program(ZOFF_PYTHON3 python3)
+  if(ZOFF_PYTHON3)
     # __path__, not __file__: nvidia.nccl may be a namespace package.
     execute_process(
-      COMMAND ${Python3_EXECUTABLE} -c "import nvidia.nccl as m; print(list(m.__path__)[0])"
+      COMMAND ${ZOFF_PYTHON3} -c "import nvidia.nccl as m; print(list(m.__path__)[0])"
       OUTPUT_VARIABLE _zoff_pip_nccl OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET RESULT_VARIABLE _zoff_rc)
     if(_zoff_rc EQUAL 0 AND _zoff_pip_nccl)
       list(PREPEND _zoff_nccl_hints ${_zoff_pip_nccl})
