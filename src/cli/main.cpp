@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "commands.h"
+#include "zoff/collective.h"
 #include "zoff/error.h"
 #include "zoff/log.h"
 
@@ -27,7 +28,9 @@ std::string version_text() {
 #else
   const bool compiled = false;
 #endif
-  std::string s = std::string("zoff ") + ZOFF_VERSION + "\nLibTorch " + TORCH_VERSION + "\nCUDA: ";
+  const std::string backends = zoff::collective_backends();
+  std::string s = std::string("zoff ") + ZOFF_VERSION + "\nLibTorch " + TORCH_VERSION +
+                  "\nDistributed backends: " + (backends.empty() ? "none" : backends) + "\nCUDA: ";
   if (!compiled) return s + "not compiled in";
   return s + "compiled in, " + (at::hasCUDA() ? "available" : "no device visible");
 }

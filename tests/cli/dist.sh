@@ -17,6 +17,9 @@ lines() { [ -f "$1" ] && wc -l <"$1" | tr -d ' ' || echo 0; }
 # Same thread count in every process: CPU kernels then reduce in the same order (bitwise checks).
 export OMP_NUM_THREADS=1
 unset RANK WORLD_SIZE LOCAL_RANK MASTER_ADDR MASTER_PORT
+if ! "$ZOFF" --version | grep -q '^Distributed backends:.*gloo'; then
+  echo "skip: this zoff has no Gloo backend (CPU ranks need it; docs/distributed.md)"; exit 0
+fi
 COMMON=(--set train.steps=4 --set train.log_every=1 --set optimizer.mezo_q=2 --set data.batch_size=4)
 
 # 1. Perturbation-parallel MeZO q=2 (4 forwards, 2 per rank) equals one process bit for bit.

@@ -63,6 +63,10 @@ double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
   return m;
 }
 
+// A pip LibTorch may come without gloo's headers (docs/distributed.md): nothing to run on the CPU then.
+#define ZOFF_NEEDS_GLOO()                                                          \
+  if (collective_backends().find("gloo") == std::string::npos) GTEST_SKIP() << "built without Gloo"
+
 struct ParallelCase {
   const char* name;
   std::vector<std::string> kv;
@@ -73,6 +77,7 @@ class PerturbationParallel : public ::testing::TestWithParam<ParallelCase> {};
 // Each rank runs its share of the forwards; the gathered losses are bitwise one process's losses,
 // so the weights are too (Note [Distributed ZO step]).
 TEST_P(PerturbationParallel, TwoProcessesEqualOneBitwise) {
+  ZOFF_NEEDS_GLOO();
   const std::string dir = tmpdir();
   auto kv = GetParam().kv;
   kv.push_back("mode=perturbation");
@@ -96,6 +101,7 @@ INSTANTIATE_TEST_SUITE_P(
 // Each rank runs every forward on half the rows; (NLL sum, tokens) meet in rank order. One process
 // sums all rows in one fp32 reduction, so the losses agree to rounding and the weights nearly.
 TEST(DataParallel, TwoProcessesMatchOneOnTheGlobalBatch) {
+  ZOFF_NEEDS_GLOO();
   for (auto kind : {"mezo", "fzoo"}) {
     SCOPED_TRACE(kind);
     const std::string dir = tmpdir();
@@ -124,6 +130,7 @@ TEST(DataParallel, TwoProcessesMatchOneOnTheGlobalBatch) {
 }
 
 TEST(Collective, GlooAllReduceBroadcastBarrierOnThreeRanks) {
+  ZOFF_NEEDS_GLOO();
   const std::string dir = tmpdir();
   auto res = run_workers(3, {"collective", dir + "/c"});
   for (int r = 0; r < 3; ++r) {
@@ -137,6 +144,7 @@ TEST(Collective, GlooAllReduceBroadcastBarrierOnThreeRanks) {
 // A peer that dies is noticed at once (its sockets close); one that stops answering, after
 // distributed.timeout_s. Neither hangs.
 TEST(Failure, DeadOrStalledPeerIsAnErrorNotAHang) {
+  ZOFF_NEEDS_GLOO();
   for (auto how : {"die", "stall"}) {
     SCOPED_TRACE(how);
     const std::string dir = tmpdir();
@@ -153,6 +161,7 @@ TEST(Failure, DeadOrStalledPeerIsAnErrorNotAHang) {
 }
 
 TEST(Failure, MismatchedConfigFailsOnEveryRankNamingTheKey) {
+  ZOFF_NEEDS_GLOO();
   const std::string dir = tmpdir();
   // Rank 1 gets another learning rate (ZOFF_TEST_LR, read by worker_config).
   const std::string prefix = dir + "/m";
@@ -172,6 +181,7 @@ TEST(Failure, MismatchedConfigFailsOnEveryRankNamingTheKey) {
 }
 
 TEST(Failure, MissingPeerAtRendezvousTimesOut) {
+  ZOFF_NEEDS_GLOO();
   DistEnv env;
   env.world = 2;
   env.rank = 0;
