@@ -216,6 +216,7 @@ void run_case_or_throw(benchmark::State& st, const Options& o, const Case& c) {
   auto opt = make_optimizer(cfg.optimizer, c.seed, o.steps, cfg.source,
                             c.sr ? nullptr : std::make_unique<NearestRoundingDirections>());
   ZoStep zo(m, opt.get(), eo.compute, eo.device);
+  zo.set_mirror(!pol.offload);  // as the Trainer does (Note [Mirror forwards])
   const std::vector<at::Tensor> initial_w = engine->host_groups();
   const double initial = teacher_student::clean_loss(m, initial_w, ts.eval);
 
