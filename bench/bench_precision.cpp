@@ -264,7 +264,7 @@ void run_case_or_throw(benchmark::State& st, const Options& o, const Case& c) {
   st.counters["seed"] = double(c.seed);
   st.counters["gpu_site_rejected"] = gpu_rejected ? 1 : 0;
   st.counters["update_site_cpu"] = pol.update_site == UpdateSite::Cpu ? 1 : 0;
-  std::string label = std::string("update_site=") + update_site_name(pol.update_site);
+  std::string label = "device=" + o.device + "; update_site=" + update_site_name(pol.update_site);
   if (gpu_rejected) label += "; gpu rejected by the config: " + rejection;
   st.SetLabel(label);
 }

@@ -95,8 +95,10 @@ def main(argv):
     sd_ref = stats(ref_spread)[1] if len(ref_spread) > 1 else float("nan")
     out = []
     w = out.append
+    m = re.search(r"device=(\w+)", ref.get("label", ""))
+    device = m.group(1) if m else "cpu"
     w(f"Machine: {ctx.get('host_name', '?')}, {ctx.get('num_cpus', '?')} CPUs, date {ctx.get('date', '?')}; "
-      f"{int(ref['steps'])} MeZO steps; device: see the command.\n")
+      f"{int(ref['steps'])} MeZO steps at lr {ref.get('lr', float('nan')):.0e}; device: {device}.\n")
     w(f"Teacher loss **{teacher:.4f}** (a landmark, not a floor: Note [Teacher-student task]), student start (fp32) **{start:.4f}**. "
       f"fp32 everywhere ends at **{ref_final:.4f}** (gap closed "
       f"{100 * (start - ref_final) / (start - teacher):.1f}%); its seed-to-seed std is {sd_ref:.4f} "
