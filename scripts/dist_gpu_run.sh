@@ -11,7 +11,7 @@ export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVL
 export LD_LIBRARY_PATH="/tmp/zoff-deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
 mkdir -p "$OUT"
 C=configs/runs/opt-13b-stream.toml
-S=(--set train.steps=$STEPS --set train.log_every=1)
+S=(--set train.steps=$STEPS --set train.log_every=1 --set train.save_final=false)
 run() {  # name timeout args...
   local name=$1 t=$2; shift 2
   echo "== $name: $*" | tee -a "$OUT/runs.log"

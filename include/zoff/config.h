@@ -60,6 +60,7 @@ struct TrainConfig {
   uint64_t seed = 0;
   int64_t eval_every = 0;  // 0 = never (only at the end)
   int64_t save_every = 0;  // 0 = never (only at the end)
+  bool save_final = true;  // false: no checkpoint-final (throughput runs on dummy weights)
   int64_t log_every = 10;  // 0 = never
   std::string output_dir = "runs/default";
   std::string device = "auto";  // auto | cpu | cuda

@@ -251,6 +251,7 @@ std::vector<Field> build_fields() {
   f.push_back(integer("train", "seed", ACC(train.seed), 0));
   f.push_back(integer("train", "eval_every", ACC(train.eval_every), 0, INT64_MAX, "0 means never"));
   f.push_back(integer("train", "save_every", ACC(train.save_every), 0, INT64_MAX, "0 means never"));
+  f.push_back(boolean("train", "save_final", ACC(train.save_final)));
   f.push_back(integer("train", "log_every", ACC(train.log_every), 0, INT64_MAX, "0 means never"));
   f.push_back(text("train", "output_dir", ACC(train.output_dir), Kind::String, false));
   f.push_back(choice("train", "device", ACC(train.device), {"auto", "cpu", "cuda"}, {{"gpu", "cuda"}}));

@@ -317,7 +317,7 @@ bool Trainer::train() {
     if (cfg_.train.save_every > 0 && I.step % cfg_.train.save_every == 0 && I.step < total)
       save_checkpoint(cfg_.train.output_dir + "/checkpoint-" + std::to_string(I.step));
   }
-  save_checkpoint(cfg_.train.output_dir + "/checkpoint-final");
+  if (cfg_.train.save_final) save_checkpoint(cfg_.train.output_dir + "/checkpoint-final");
   I.writer.wait();
   return true;
 }
