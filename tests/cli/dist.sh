@@ -7,13 +7,7 @@ RUN="$(cd "$DATA/../.." && pwd)/configs/runs/opt-tiny-mezo.toml"
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 fail=0
-source "$(dirname "$0")/harness.bash" || exit 2  # run, has
-expect() {  # expect <description> <condition...>
-  local what=$1
-  shift
-  if "$@"; then echo "ok: $what"; else echo "FAIL: $what"; fail=1; fi
-}
-lines() { [ -f "$1" ] && wc -l <"$1" | tr -d ' ' || echo 0; }
+source "$(dirname "$0")/harness.bash" || exit 2  # run, has, expect, lines
 # Same thread count in every process: CPU kernels then reduce in the same order (bitwise checks).
 export OMP_NUM_THREADS=1
 unset RANK WORLD_SIZE LOCAL_RANK MASTER_ADDR MASTER_PORT

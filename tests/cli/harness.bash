@@ -23,3 +23,12 @@ has() {
   done
   echo "ok: $what"
 }
+
+# expect <description> <condition...>: runs the condition, prints ok/FAIL, sets fail=1 on failure.
+expect() {
+  local what=$1
+  shift
+  if "$@"; then echo "ok: $what"; else echo "FAIL: $what"; fail=1; fi
+}
+# lines <file>: its line count, 0 when missing.
+lines() { [ -f "$1" ] && wc -l <"$1" | tr -d ' ' || echo 0; }

@@ -7,13 +7,7 @@ RUN="$(cd "$DATA/../.." && pwd)/configs/runs/opt-tiny-mezo.toml"
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 fail=0
-source "$(dirname "$0")/harness.bash" || exit 2  # run, has
-expect() {  # expect <description> <condition...>
-  local what=$1
-  shift
-  if "$@"; then echo "ok: $what"; else echo "FAIL: $what"; fail=1; fi
-}
-lines() { [ -f "$1" ] && wc -l <"$1" | tr -d ' ' || echo 0; }
+source "$(dirname "$0")/harness.bash" || exit 2  # run, has, expect, lines
 json_loss() { sed -n 's/.*"loss":\([-0-9.eE+]*\).*/\1/p' "$1"; }
 close() {  # close <a> <b> <tol>: |a - b| <= tol
   awk -v a="$1" -v b="$2" -v t="$3" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(a != "" && b != "" && d <= t) }'
