@@ -116,7 +116,7 @@ void DeferredUpdates::run() {
     busy_[size_t(b)] = 1;
     const EventId ev = loaded_[size_t(b)];
     const int64_t from = done_[size_t(b)], to = total_;
-    std::vector<Entry> todo(history_.begin() + (from - base_), history_.begin() + (to - base_));
+    std::vector<Entry> missing(history_.begin() + (from - base_), history_.begin() + (to - base_));
     const ZoOptimizer* opt = opt_;
     lk.unlock();
     try {
@@ -125,7 +125,7 @@ void DeferredUpdates::run() {
       if (ev >= 0) dev_.host_wait(ev);
       if (host_delay_ms_ > 0) std::this_thread::sleep_for(std::chrono::milliseconds(host_delay_ms_));
       const GroupLayout& g = m_.group(m_.layer_group(b));
-      for (const Entry& u : todo) opt->apply_update(*u, g, store_.view(b));
+      for (const Entry& u : missing) opt->apply_update(*u, g, store_.view(b));
       lk.lock();
       loaded_[size_t(b)] = -1;
       done_[size_t(b)] = to;
