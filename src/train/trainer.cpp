@@ -2,6 +2,7 @@
 #include "zoff/trainer.h"
 
 #include <c10/core/InferenceMode.h>
+#include <torch/version.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -157,6 +158,14 @@ Trainer::Trainer(RunConfig cfg) : cfg_(std::move(cfg)), impl_(std::make_unique<I
   } else if (dev == "auto") {
     I.device = cuda_available() ? at::Device(at::kCUDA, c10::DeviceIndex(gpu)) : at::Device(at::kCPU);
   }
+#if TORCH_VERSION_MAJOR < 2
+  // LibTorch 1.x has no CPU fp16 layer_norm / matmul: say so before the first forward fails deep
+  // inside ATen (docs/precision.md).
+  ZOFF_INPUT_CHECK(!(I.device.is_cpu() && cfg_.policy.compute_dtype == DType::F16), cfg_.source,
+                   ": policy.compute_dtype = \"fp16\" needs a GPU with this LibTorch (",
+                   TORCH_VERSION_MAJOR, ".", TORCH_VERSION_MINOR,
+                   " has no fp16 on the CPU); use \"bf16\" or \"fp32\" on the CPU");
+#endif
   if (I.device.is_cuda() && denv.distributed()) {
     ZOFF_INPUT_CHECK(gpu < cuda_device_count(), "environment: LOCAL_RANK=", gpu, " but this process sees ",
                      cuda_device_count(), " CUDA device(s) (one GPU per process: zoff launch --nproc <= GPUs)");

@@ -1,6 +1,7 @@
 // Offloaded training (any slots, resident set, update site) equals resident training bit for bit.
 #include "common/remove_tree.h"
 #include <gtest/gtest.h>
+#include <torch/version.h>
 
 #include <cmath>
 #include <cstdlib>
@@ -126,6 +127,21 @@ TEST(Determinism, SameSeedSameBitsAndResumeIsExact) {
     zoff::testing::remove_tree(c2.train.output_dir);
   }
 }
+
+#if TORCH_VERSION_MAJOR < 2
+// LibTorch 1.x cannot run fp16 on the CPU: the Trainer says which key, before any forward.
+TEST(TrainerErrors, Fp16ComputeOnCpuNamesTheKey) {
+  RunConfig c = base_config("opt-tiny", OptimizerKind::MeZO);
+  c.policy.compute_dtype = DType::F16;
+  try {
+    Trainer t(c);
+    ADD_FAILURE() << "fp16 compute on the CPU was accepted";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("policy.compute_dtype"), std::string::npos) << e.what();
+  }
+  zoff::testing::remove_tree(c.train.output_dir);
+}
+#endif
 
 // The deferred site with a host thread slowed down (test hook ZOFF_DEFERRED_HOST_DELAY_MS), so
 // masters lag by several updates and devices replay more than one: still bit for bit, for fp32
