@@ -14,7 +14,8 @@ namespace zoff {
 class ZoStep::Source : public WeightSource {
  public:
   Source(const Model& m, Directions* dirs, at::ScalarType compute, const at::Device& dev)
-      : model_(m), dirs_(dirs), compute_(compute), flats_(size_t(m.num_groups())) {
+      : model_(m), dirs_(dirs), elem_(dynamic_cast<ElementwiseDirections*>(dirs)), compute_(compute),
+        flats_(size_t(m.num_groups())) {
     int64_t big = 0;
     for (auto& g : m.groups())
       for (auto& p : g.params)
@@ -66,11 +67,10 @@ class ZoStep::Source : public WeightSource {
       return mirror_.narrow(0, p.offset, p.numel).view(p.shape);
     }
     at::Tensor out = out_for(p);
-    auto* elem = dynamic_cast<ElementwiseDirections*>(dirs_);
     if (terms_ == nullptr || terms_->empty()) {
       out.copy_(theta);
-    } else if (role_ == 1 && matrix && elem != nullptr && group == mirror_group_) {
-      elem->perturb_mirror(p, theta, *terms_, out, mirror_.narrow(0, p.offset, p.numel).view(p.shape));
+    } else if (role_ == 1 && matrix && elem_ != nullptr && group == mirror_group_) {
+      elem_->perturb_mirror(p, theta, *terms_, out, mirror_.narrow(0, p.offset, p.numel).view(p.shape));
       mirror_ok_.at(size_t(param)) = 1;
     } else {
       dirs_->perturb(p, theta, *terms_, out);
@@ -81,6 +81,7 @@ class ZoStep::Source : public WeightSource {
  private:
   const Model& model_;
   Directions* dirs_;
+  ElementwiseDirections* elem_;  // dirs_ when element-wise (fused kernel paths), else null
   at::ScalarType compute_;
   std::vector<at::Tensor> flats_;
   at::Tensor scratch_;
@@ -100,8 +101,7 @@ class ZoStep::Source : public WeightSource {
     const float* scales = reinterpret_cast<const float*>(flat.data_ptr<uint8_t>() + (numel + 15) / 16 * 16);
     const int64_t row0 = fp8_rows_.at(size_t(group)).at(size_t(param));
     at::Tensor out = out_for(p);
-    auto* elem = dynamic_cast<ElementwiseDirections*>(dirs_);
-    std::vector<k::ZTerm> kt = (terms_ && elem) ? to_kernel_terms(*terms_) : std::vector<k::ZTerm>{};
+    std::vector<k::ZTerm> kt = (terms_ && elem_) ? to_kernel_terms(*terms_) : std::vector<k::ZTerm>{};
     k::PerturbArgs a{};
     a.out = out.data_ptr();
     a.out_elem = elem_of(out.scalar_type());
@@ -111,11 +111,11 @@ class ZoStep::Source : public WeightSource {
     a.row_len = p.shape.size() == 2 ? p.shape[1] : p.numel;
     a.n = p.numel;
     a.pid = p.id;
-    a.dist = elem ? elem->dist() : k::Dist::Gaussian;
+    a.dist = elem_ ? elem_->dist() : k::Dist::Gaussian;
     a.terms = kt.data();
     a.nterms = int(kt.size());
     dispatch_zo_perturb(a, flat.device());  // dequantise (+ element-wise perturbation)
-    if (terms_ && !terms_->empty() && !elem) {
+    if (terms_ && !terms_->empty() && !elem_) {
       // Low-rank (or other) directions: perturb the dequantised weight in place.
       dirs_->perturb(p, out, *terms_, out);
     }
