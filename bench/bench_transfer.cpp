@@ -6,6 +6,11 @@
 #include <cstdio>
 #include <exception>
 #include <string>
+#include <utility>
+
+#include <chrono>
+
+#include "offload/host_memory.h"
 
 #ifdef ZOFF_WITH_CUDA
 #include "bench/cuda_bench.h"
@@ -78,7 +83,41 @@ void bm_copy(benchmark::State& st, Dir dir, bool pinned) {
   }
 }
 
+// Note [Pin bench]: host/pin/<method> allocates, fills (HostBuffer's own first touch) and pins one
+// buffer, then frees it; GBps is bytes over the allocation alone, free_GBps over the release.
+// This is the setup cost of a model's masters (Note [Pinning at scale]): 350 GB for OPT-175B.
+void bm_pin(benchmark::State& st, zoff::HostAlloc how) {
+  const size_t bytes = size_t(st.range(0)) << 30;
+  double alloc_s = 0, free_s = 0;
+  bool pinned = true;
+  for (auto _ : st) {
+    auto t0 = std::chrono::steady_clock::now();
+    {
+      zoff::HostBuffer h(bytes, how, "bench buffer");
+      pinned = pinned && h.pinned();
+      auto t1 = std::chrono::steady_clock::now();
+      alloc_s += std::chrono::duration<double>(t1 - t0).count();
+      st.SetIterationTime(std::chrono::duration<double>(t1 - t0).count());
+      t0 = std::chrono::steady_clock::now();
+    }
+    free_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  if (!pinned) st.SkipWithError("pinning failed (see the warning)");
+  const double n = double(st.iterations());
+  st.counters["GBps"] = double(bytes) * n / alloc_s / 1e9;
+  st.counters["free_GBps"] = double(bytes) * n / free_s / 1e9;
+}
+
 void register_all() {
+  for (auto [name, how] : {std::pair{"host/pin/register", zoff::HostAlloc::Register},
+                           std::pair{"host/pin/alloc", zoff::HostAlloc::CudaAlloc}})
+    benchmark::RegisterBenchmark(name, [how = how](benchmark::State& st) { bm_pin(st, how); })
+        ->ArgName("GiB")
+        ->Arg(1)
+        ->Arg(8)
+        ->Iterations(3)
+        ->UseManualTime()
+        ->Unit(benchmark::kMillisecond);
   for (Dir d : {Dir::H2D, Dir::D2H, Dir::Both})
     for (bool pinned : {true, false}) {
       std::string name = std::string("transfer/") + dir_name(d) + "/" + (pinned ? "pinned" : "pageable");

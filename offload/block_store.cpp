@@ -29,6 +29,16 @@ BlockStore::BlockStore(std::vector<BlockDesc> blocks, BlockStoreOptions opts)
     layouts_.push_back(transfer_layout(blocks_[size_t(b)], opts_.storage_dtype, opts_.transfer));
     copies = layouts_.back().separate_copy;
   }
+  // Note [Host memory check]: anonymous pages are only claimed when touched, so a store larger than
+  // the machine would not fail in mmap but be killed by the OOM killer halfway through setup.
+  int64_t need = 0;
+  for (int b = 0; b < n; ++b) need += bytes(b) + (copies ? layouts_[size_t(b)].total_bytes : 0);
+  const int64_t avail = host_memory_available();
+  ZOFF_INPUT_CHECK(avail < 0 || need <= avail, "the offloaded blocks need ", need / 1000000, " MB of host memory (",
+                   n, " blocks: ", dtype_name(opts_.storage_dtype), " masters",
+                   copies ? std::string(" + ") + dtype_name(transfer_dtype()) + " transfer copies" : std::string(),
+                   ") but only ", avail / 1000000, " MB are available (MemAvailable in /proc/meminfo); "
+                   "lower policy.storage_dtype, or set policy.transfer_dtype = \"same\" to drop the copies");
   const at::TensorOptions master_opts =
       at::TensorOptions().dtype(offload_scalar_type(opts_.storage_dtype)).device(at::kCPU);
   const at::TensorOptions transfer_opts =

@@ -16,14 +16,32 @@ namespace zoff {
 int64_t offload_allocations();
 void note_offload_allocation();
 
-// One contiguous host buffer, freed on destruction. Pinned (cudaHostAlloc) when CUDA is compiled
-// in and pinning was asked for and succeeded; otherwise 4 KiB-aligned pageable memory.
+// Note [Pinning at scale]
+// OPT-175B's bf16 master is ~350 GB of pinned memory. cudaHostAlloc faults, zeroes and locks the
+// pages of one buffer on one thread; session 2 measured the whole setup of a 175B run at ~1.6 GB/s,
+// so a 600 s device call ended before step 1. HostAlloc::Register instead maps anonymous memory
+// (transparent huge pages advised), faults its pages in on all cores with oneTBB, and then locks
+// the already-present pages with cudaHostRegister. HostAlloc::CudaAlloc keeps the old path for
+// comparison (bench_transfer's host/pin rows measure both; env ZOFF_PIN_METHOD=alloc|register
+// picks the default, register unless set). Either way a new HostBuffer reads as zeros: anonymous
+// pages come zeroed, and the cudaHostAlloc path clears its buffer in parallel.
+enum class HostAlloc { Pageable, Register, CudaAlloc };
+
+// The pinned method used when a caller just asks for pinned memory.
+HostAlloc default_pinned_alloc();
+
+// MemAvailable from /proc/meminfo in bytes, or -1 where it cannot be read.
+int64_t host_memory_available();
+
+// One contiguous, zero-filled host buffer, freed on destruction. Pinned when CUDA is compiled in,
+// pinning was asked for and it succeeded; otherwise page-aligned pageable memory.
 class HostBuffer {
  public:
   HostBuffer() = default;
-  // want_pinned: try cudaHostAlloc first (CUDA builds only); on failure warn once per call and fall
-  // back to pageable memory. `what` names the buffer in the warning.
+  // want_pinned: pin with default_pinned_alloc() (CUDA builds only); on failure warn once per
+  // call and fall back to pageable memory. `what` names the buffer in messages.
   HostBuffer(size_t bytes, bool want_pinned, const char* what);
+  HostBuffer(size_t bytes, HostAlloc how, const char* what);
   ~HostBuffer();
   HostBuffer(HostBuffer&& o) noexcept;
   HostBuffer& operator=(HostBuffer&& o) noexcept;
@@ -32,20 +50,24 @@ class HostBuffer {
 
   void* data() const { return data_; }
   size_t bytes() const { return bytes_; }
-  bool pinned() const { return pinned_; }
+  bool pinned() const { return how_ != HostAlloc::Pageable; }
+  HostAlloc how() const { return how_; }
 
  private:
   void release();
   void* data_ = nullptr;
   size_t bytes_ = 0;
-  bool pinned_ = false;
+  size_t mapped_ = 0;  // bytes mapped with mmap (0 for cudaHostAlloc buffers)
+  HostAlloc how_ = HostAlloc::Pageable;
 };
 
 #ifdef ZOFF_WITH_CUDA
 namespace detail {
-// offload/cuda/pinned_memory.cpp. cuda_host_alloc returns nullptr and fills *err on failure.
+// offload/cuda/pinned_memory.cpp. Each returns false / nullptr and fills *err on failure.
 void* cuda_host_alloc(size_t bytes, const char** err);
 void cuda_host_free(void* p);
+bool cuda_host_register(void* p, size_t bytes, const char** err);
+void cuda_host_unregister(void* p);
 }  // namespace detail
 #endif
 

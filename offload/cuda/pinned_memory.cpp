@@ -1,4 +1,4 @@
-// cudaHostAlloc / cudaFreeHost behind HostBuffer (compiled only with ZOFF_WITH_CUDA).
+// cudaHostAlloc / cudaHostRegister and their inverses behind HostBuffer (ZOFF_WITH_CUDA only).
 #include <cuda_runtime.h>
 
 #include "offload/host_memory.h"
@@ -21,6 +21,21 @@ void cuda_host_free(void* p) {
   // Called from destructors: log instead of throwing.
   cudaError_t e = cudaFreeHost(p);
   if (e != cudaSuccess) log::error("cudaFreeHost failed: {}", cudaGetErrorString(e));
+}
+
+bool cuda_host_register(void* p, size_t bytes, const char** err) {
+  cudaError_t e = cudaHostRegister(p, bytes, cudaHostRegisterDefault);
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();
+    *err = cudaGetErrorString(e);
+    return false;
+  }
+  return true;
+}
+
+void cuda_host_unregister(void* p) {
+  cudaError_t e = cudaHostUnregister(p);
+  if (e != cudaSuccess) log::error("cudaHostUnregister failed: {}", cudaGetErrorString(e));
 }
 
 }  // namespace zoff::detail

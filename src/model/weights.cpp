@@ -1,7 +1,12 @@
 // Flat per-group weight buffers: allocation, checkpoint loading, dummy init, export, plain source.
 #include "zoff/weights.h"
 
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+#include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
+
+#include <algorithm>
 
 #include "kernels/philox.h"
 #include "zoff/error.h"
@@ -37,35 +42,51 @@ ModelWeights load_weights(const Model& m, const std::string& dir, at::ScalarType
   return w;
 }
 
+namespace {
+// Note [Dummy weights]: a weight element is uniform(-a, a) from Philox(seed, param id, element), so
+// any dtype and any group order give the same values; it is generated straight into the buffer's
+// dtype (the same round-to-nearest-even cast as at::Tensor::copy_) on all cores: OPT-175B's 175 G
+// elements must not take minutes, or pass through a float copy of a 7 GB layer.
+template <typename T>
+void fill_dummy(const GroupLayout& g, uint64_t seed, T* out) {
+  // uniform(-a, a) has std a / sqrt(3); a = 0.02 * sqrt(3) gives std 0.02.
+  const float a = 0.02f * 1.7320508f;
+  for (auto& p : g.params) {
+    T* dst = out + p.offset;
+    const bool norm_bias = p.kind == ParamKind::Norm && p.name.size() > 5 &&
+                           p.name.compare(p.name.size() - 5, 5, ".bias") == 0;
+    if (p.kind == ParamKind::Norm || p.kind == ParamKind::Bias) {
+      const T v = T(p.kind == ParamKind::Norm && !norm_bias ? 1.0f : 0.0f);
+      std::fill(dst, dst + p.numel, v);
+      continue;
+    }
+    const int64_t blocks = (p.numel + 3) / 4;
+    const uint64_t pid = p.id;
+    tbb::parallel_for(tbb::blocked_range<int64_t>(0, blocks, 1 << 14), [&](auto r) {
+      for (int64_t b = r.begin(); b < r.end(); ++b) {
+        k::Philox4 x = k::philox_block(seed, pid, uint64_t(b));
+        for (int j = 0; j < 4 && b * 4 + j < p.numel; ++j)
+          dst[b * 4 + j] = T((k::u32_to_unit(x.v[j]) * 2.0f - 1.0f) * a);
+      }
+    });
+  }
+}
+}  // namespace
+
 void init_dummy_group(const Model& m, int group, uint64_t seed, at::Tensor flat) {
   const GroupLayout& g = m.group(group);
   ZOFF_CHECK(flat.device().is_cpu() && flat.is_contiguous() && flat.numel() == g.numel,
              "init_dummy_group: bad buffer");
-  at::Tensor f32 = flat.scalar_type() == at::kFloat ? flat : at::empty({g.numel}, at::kFloat);
-  float* out = f32.data_ptr<float>();
-  // uniform(-a, a) has std a / sqrt(3); a = 0.02 * sqrt(3) gives std 0.02.
-  const float a = 0.02f * 1.7320508f;
-  for (auto& p : g.params) {
-    float* dst = out + p.offset;
-    if (p.kind == ParamKind::Norm && p.name.size() > 5 && p.name.compare(p.name.size() - 5, 5, ".bias") == 0) {
-      std::fill(dst, dst + p.numel, 0.0f);
-    } else if (p.kind == ParamKind::Norm) {
-      std::fill(dst, dst + p.numel, 1.0f);
-    } else if (p.kind == ParamKind::Bias) {
-      std::fill(dst, dst + p.numel, 0.0f);
-    } else {
-      const int64_t blocks = (p.numel + 3) / 4;
-      const uint64_t pid = p.id;
-      tbb::parallel_for(tbb::blocked_range<int64_t>(0, blocks, 1 << 14), [&](auto r) {
-        for (int64_t b = r.begin(); b < r.end(); ++b) {
-          k::Philox4 x = k::philox_block(seed, pid, uint64_t(b));
-          for (int j = 0; j < 4 && b * 4 + j < p.numel; ++j)
-            dst[b * 4 + j] = (k::u32_to_unit(x.v[j]) * 2.0f - 1.0f) * a;
-        }
-      });
+  switch (flat.scalar_type()) {
+    case at::kFloat: return fill_dummy(g, seed, flat.data_ptr<float>());
+    case at::kBFloat16: return fill_dummy(g, seed, flat.data_ptr<c10::BFloat16>());
+    case at::kHalf: return fill_dummy(g, seed, flat.data_ptr<c10::Half>());
+    default: {
+      at::Tensor f32 = at::empty({g.numel}, at::kFloat);
+      fill_dummy(g, seed, f32.data_ptr<float>());
+      flat.copy_(f32);
     }
   }
-  if (!f32.is_same(flat)) flat.copy_(f32);
 }
 
 ModelWeights dummy_weights(const Model& m, uint64_t seed, at::ScalarType dtype) {

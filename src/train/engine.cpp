@@ -84,8 +84,8 @@ class OffloadEngine : public Engine {
     std::vector<BlockDesc> descs;
     for (int l = 0; l < L; ++l) descs.push_back(block_desc(m.group(m.layer_group(l))));
     store_ = std::make_unique<BlockStore>(std::move(descs), block_store_options(pol));
+    // HostBuffers come zero-filled (Note [Pinning at scale]), so init writes straight in.
     for (int l = 0; l < L; ++l) {
-      store_->view(l).zero_();
       init(m.layer_group(l), store_->view(l));
       store_->refresh_transfer_copy(l);
     }

@@ -40,6 +40,48 @@ TEST(TransferLayout, BytesPerFormat) {
   EXPECT_THROW(check_block_desc(bad, 3), Error);
 }
 
+TEST(HostBuffer, ZeroFilledPageAlignedAndMovable) {
+  // Note [Pinning at scale]: every method hands out zeros, since the engine writes weights straight
+  // in. CPU builds fall back to pageable memory for the pinned methods.
+  for (HostAlloc how : {HostAlloc::Pageable, HostAlloc::Register, HostAlloc::CudaAlloc})
+    for (size_t bytes : {size_t(1), size_t(4097), (size_t(5) << 20) + 3}) {
+      HostBuffer h(bytes, how, "test buffer");
+      ASSERT_NE(h.data(), nullptr);
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(h.data()) % 4096, 0u);
+      const unsigned char* c = static_cast<const unsigned char*>(h.data());
+      size_t nonzero = 0;
+      for (size_t i = 0; i < bytes; ++i) nonzero += c[i] != 0;
+      EXPECT_EQ(nonzero, 0u) << bytes;
+      std::memset(h.data(), 0xab, bytes);
+      HostBuffer moved = std::move(h);
+      EXPECT_EQ(h.data(), nullptr);
+      EXPECT_EQ(static_cast<const unsigned char*>(moved.data())[bytes - 1], 0xab);
+      EXPECT_EQ(moved.bytes(), bytes);
+    }
+  EXPECT_THROW(HostBuffer(0, HostAlloc::Pageable, "empty"), Error);
+}
+
+TEST(BlockStore, MoreThanTheMachineHasIsAnInputErrorBeforeAnyAllocation) {
+  // Note [Host memory check]: 2 x 10^13 bf16 elements (40 TB) with an fp8 copy.
+  ASSERT_GT(host_memory_available(), 0);
+  std::vector<BlockDesc> blocks(2);
+  for (BlockDesc& d : blocks) {
+    d.numel = 10'000'000'000'000;
+    d.segments = {{100'000, 100'000'000}};
+  }
+  const int64_t before = offload_allocations();
+  try {
+    BlockStore s(blocks, {DType::BF16, TransferFormat::FP8, true});
+    FAIL() << "no error";
+  } catch (const InputError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("MemAvailable"), std::string::npos) << m;
+    EXPECT_NE(m.find("policy.transfer_dtype"), std::string::npos) << m;
+    EXPECT_NE(m.find("F8_E4M3 transfer copies"), std::string::npos) << m;
+  }
+  EXPECT_EQ(offload_allocations(), before);
+}
+
 TEST(BlockStore, AllocatesOnceWithViews) {
   const int64_t before = offload_allocations();
   BlockStore s(test::make_blocks(4), {DType::F32, TransferFormat::Same, true});
