@@ -177,6 +177,7 @@ Trainer::Trainer(RunConfig cfg) : cfg_(std::move(cfg)), impl_(std::make_unique<I
     ZOFF_INPUT_CHECK(cfg_.data.batch_size >= I.dist->world(), cfg_.source, ": data.batch_size = ",
                      cfg_.data.batch_size, " is the global batch of distributed.mode = \"data\" and must be at ",
                      "least the number of ranks (", I.dist->world(), ")");
+  const auto setup_t0 = std::chrono::steady_clock::now();
   I.model = std::make_unique<Model>(cfg_.model.spec);
   const Model& m = *I.model;
   // Tokenizer: data.tokenizer, else the checkpoint folder when it holds tokenizer files.
@@ -217,8 +218,9 @@ Trainer::Trainer(RunConfig cfg) : cfg_(std::move(cfg)), impl_(std::make_unique<I
   // Note [Mirror forwards]: one z generation for both MeZO forwards, at the price of a group-sized
   // buffer: worth it where weights are resident (compute-bound), not under a streaming budget.
   I.zo->set_mirror(!cfg_.policy.offload);
-  log::info("model: {} ({} parameters, {} layers); {}", arch_name(m.spec().arch), m.num_params(),
-            m.num_layers(), I.engine->describe());
+  log::info("model: {} ({} parameters, {} layers); {}; set up in {:.1f} s", arch_name(m.spec().arch),
+            m.num_params(), m.num_layers(), I.engine->describe(),
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - setup_t0).count());
   // Run directory: rank 0 writes every output (the ranks hold identical weights).
   if (!I.dist->is_root()) return;
   std::filesystem::create_directories(cfg_.train.output_dir);
