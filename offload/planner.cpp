@@ -82,6 +82,7 @@ PlanReport plan_offload(const PlannerInput& in, const OffloadPolicy& p) {
        in.activation_bytes_per_perturbation * in.num_perturbations},
       {"perturbation scratch", in.scratch_bytes},
       {"workspace", in.workspace_bytes}};
+  if (in.context_bytes > 0) common.push_back({"CUDA context", in.context_bytes});
   int64_t common_total = 0;
   for (const MemoryComponent& m : common) common_total += m.bytes;
   const int64_t budget = p.gpu_memory_budget;

@@ -19,6 +19,7 @@ struct PlannerInput {
   int num_perturbations = 2;                      // 2 for MeZO, N+1 for FZOO, ...
   int64_t scratch_bytes = 0;                      // perturbation scratch (largest matrix)
   int64_t workspace_bytes = 0;                    // cuBLAS workspace, allocator slack
+  int64_t context_bytes = 0;                      // CUDA context (Note [CUDA context]); 0 on the CPU
   double flops_per_step = 0;                      // all forwards of one step
   double h2d_gbps = 54.7;
   double d2h_gbps = 55.1;

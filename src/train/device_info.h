@@ -8,6 +8,9 @@
 namespace zoff {
 
 bool cuda_available();
+// Asks LibTorch's CUDA caching allocator for expandable segments unless the user configured it
+// (Note [Expandable segments]). Call before the first CUDA allocation; a no-op on the CPU and 1.x.
+void configure_cuda_allocator();
 // Peak bytes held by LibTorch's caching allocator since the last reset (cudaMaxMemoryAllocated).
 int64_t gpu_peak_allocated(const at::Device& d);
 void gpu_reset_peak(const at::Device& d);

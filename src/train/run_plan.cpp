@@ -1,9 +1,11 @@
 // Planner inputs for a run: block layouts, activation and scratch estimates, FLOPs per step.
 #include "zoff/run_plan.h"
 
+#include <torch/version.h>  // TORCH_VERSION_MAJOR
+
 #include <algorithm>
 
-#include <torch/version.h>  // TORCH_VERSION_MAJOR
+#include "device_info.h"
 
 namespace zoff {
 
@@ -66,6 +68,13 @@ PlannerInput planner_input(const Model& m, const RunConfig& cfg) {
   const int64_t head_transient = 2 * B * T * s.vocab_size * 4;
   const int64_t transient = std::max(block_transient, head_transient);  // never alive together
   in.workspace_bytes = transient + (int64_t(256) << 20);
+  // Note [CUDA context]: policy.gpu_memory_budget bounds what nvidia-smi (NVML) shows for the
+  // process, the figure ZO2 is compared on, not only LibTorch's allocations. Before its first
+  // allocation a zoff process on the H100 (CUDA 13, LibTorch 2.11) already holds 579-639 MiB:
+  // the context, its loaded kernels and cuBLAS handles. The allocator's cache over what it hands
+  // out is kept small by expandable segments (Note [Expandable segments] in device_info.cpp).
+  const std::string& dev = cfg.train.device;
+  if (dev.rfind("cuda", 0) == 0 || (dev == "auto" && cuda_available())) in.context_bytes = int64_t(640) << 20;
   double per_token = 0;
   for (int l = 0; l < m.num_layers(); ++l) per_token += 2.0 * double(m.group(m.layer_group(l)).numel);
   per_token += 2.0 * double(s.vocab_size) * double(s.word_embed_proj_dim > 0 ? s.word_embed_proj_dim : H);

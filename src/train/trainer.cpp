@@ -145,6 +145,7 @@ struct Trainer::Impl {
 };
 
 Trainer::Trainer(RunConfig cfg) : cfg_(std::move(cfg)), impl_(std::make_unique<Impl>()) {
+  configure_cuda_allocator();  // before anything touches the GPU
   Impl& I = *impl_;
   I.cfg = cfg_;
   const std::string& dev = cfg_.train.device;
