@@ -152,7 +152,15 @@ PlanReport plan_offload(const PlannerInput& in, const OffloadPolicy& p) {
     r.transfer_seconds = std::max({h2d_s, double(r.d2h_bytes_per_step) / (in.d2h_gbps * 1e9),
                                    double(r.h2d_bytes_per_step + r.d2h_bytes_per_step) / (in.both_gbps * 1e9)});
   r.compute_seconds = in.flops_per_step / (in.gemm_tflops * 1e12);
-  r.step_seconds = std::max(r.transfer_seconds, r.compute_seconds);
+  if (p.update_site != UpdateSite::Gpu && in.host_cores > 0) {
+    int64_t host_elems = 0;
+    for (int b = 0; b < B; ++b)
+      if (!r.resident[size_t(b)]) host_elems += in.blocks[size_t(b)].numel;
+    const double ns = in.host_update_ns + (p.update_site == UpdateSite::Cpu ? in.host_pack_ns : 0.0);
+    r.host_seconds = double(host_elems) * ns * 1e-9 / in.host_cores;
+    r.host_cores = in.host_cores;
+  }
+  r.step_seconds = std::max({r.transfer_seconds, r.compute_seconds, r.host_seconds});
   return r;
 }
 
@@ -176,9 +184,17 @@ std::string PlanReport::to_string() const {
   std::snprintf(line, sizeof line, "per step: H2D %s, D2H %s\n", format_bytes(h2d_bytes_per_step).c_str(),
                 format_bytes(d2h_bytes_per_step).c_str());
   os << line;
-  std::snprintf(line, sizeof line, "predicted step: transfer %.3f s, compute %.3f s -> %.3f s (%s-bound)\n",
-                transfer_seconds, compute_seconds, step_seconds,
-                transfer_seconds >= compute_seconds ? "transfer" : "compute");
+  std::snprintf(line, sizeof line, "predicted step: transfer %.3f s, compute %.3f s", transfer_seconds,
+                compute_seconds);
+  os << line;
+  if (host_seconds > 0) {
+    std::snprintf(line, sizeof line, ", host updates %.3f s on %d cores", host_seconds, host_cores);
+    os << line;
+  }
+  const char* bound = host_seconds > std::max(transfer_seconds, compute_seconds) ? "host"
+                      : transfer_seconds >= compute_seconds                     ? "transfer"
+                                                                                : "compute";
+  std::snprintf(line, sizeof line, " -> %.3f s (%s-bound)\n", step_seconds, bound);
   os << line;
   return os.str();
 }

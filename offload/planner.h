@@ -25,6 +25,10 @@ struct PlannerInput {
   double d2h_gbps = 55.1;
   double both_gbps = 91.8;  // H2D + D2H together when both directions run at once
   double gemm_tflops = 776;
+  // Host-side updates (CPU and deferred sites; Note [Host update cost] in src/train/run_plan.cpp).
+  int host_cores = 0;          // cores that run them; 0 = no host term
+  double host_update_ns = 0;   // core-ns per element to apply one step's pending update
+  double host_pack_ns = 0;     // core-ns per element to refresh the transfer copy (CPU site only)
 };
 
 struct MemoryComponent {
@@ -48,7 +52,9 @@ struct PlanReport {
   int64_t d2h_bytes_per_step = 0;
   double transfer_seconds = 0;
   double compute_seconds = 0;
-  double step_seconds = 0;  // max(transfer, compute): the steady-state bound
+  double host_seconds = 0;  // host-side updates of the streamed blocks (CPU / deferred site)
+  int host_cores = 0;
+  double step_seconds = 0;  // max(transfer, compute, host): the steady-state bound
   std::string to_string() const;
 };
 
@@ -62,7 +68,9 @@ struct PlanReport {
 // the largest R whose spread placement fits next to the fixed parts (no budget: R = 0).
 // Too small a budget even for R = 0 is an InputError listing each component.
 // Transfer time: H2D bytes / h2d_gbps, with the GPU site max(H2D/h2d, D2H/d2h, (H2D+D2H)/both);
-// compute time: flops / gemm_tflops; predicted step = max of the two (pipeline fill ignored).
+// compute time: flops / gemm_tflops; at the CPU and deferred sites host time: streamed elements x
+// (host_update_ns [+ host_pack_ns at the CPU site]) / host_cores, since the host thread's update
+// of a block runs alongside the uploads; predicted step = max of the three (pipeline fill ignored).
 //
 // Note [Which blocks stay resident]
 // R resident blocks are spread evenly over the B blocks, first and last included

@@ -4,15 +4,17 @@
 #include <torch/version.h>  // TORCH_VERSION_MAJOR
 
 #include <algorithm>
+#include <thread>
 
 #include "device_info.h"
+#include "offload/transfer_layout.h"
 
 namespace zoff {
 
 int forwards_per_step(const OptimizerConfig& o) {
   switch (o.kind) {
-    case OptimizerKind::MeZO: return 2;
-    case OptimizerKind::SubZero: return 2;
+    case OptimizerKind::MeZO: return 2 * o.mezo_q;
+    case OptimizerKind::SubZero: return 2 * o.mezo_q;
     case OptimizerKind::FZOO: return o.fzoo_n + 1;
     case OptimizerKind::SVRG: return 4;
   }
@@ -75,6 +77,29 @@ PlannerInput planner_input(const Model& m, const RunConfig& cfg) {
   // out is kept small by expandable segments (Note [Expandable segments] in device_info.cpp).
   const std::string& dev = cfg.train.device;
   if (dev.rfind("cuda", 0) == 0 || (dev == "auto" && cuda_available())) in.context_bytes = int64_t(640) << 20;
+  // Note [Host update cost]
+  // At the CPU site a host thread applies each streamed block's pending update to its master and
+  // re-packs its transfer copy; at the deferred site it only applies updates. Both are bound by
+  // the host kernels (kernels/host), measured per core on the H100 machine's 16-core Xeon
+  // (docs/results.md, session 2 host rows, bytes read + written): a Gaussian term ~2.1 core-ns
+  // per element (Philox + Box-Muller), a Rademacher term ~0.6, stochastic rounding of a 16-bit
+  // master +0.6, the fp8 / 16-bit re-pack ~1.0. Checked end to end: OPT-13B stream-fp8 predicted
+  // 3.0 s, measured 3.15 s per step (16 cores); OPT-175B on the 64-core x4 host predicted 10.3 s,
+  // measured 14.7 s (that Xeon's cores are slower per core). Other CPUs differ: the figure is a
+  // guide for choosing a site, not a promise. Terms per update: MeZO and SubZero q, FZOO N, SVRG 2.
+  if (pol.offload && pol.update_site != UpdateSite::Gpu) {
+    int terms = 1;
+    switch (cfg.optimizer.kind) {
+      case OptimizerKind::MeZO:
+      case OptimizerKind::SubZero: terms = cfg.optimizer.mezo_q; break;
+      case OptimizerKind::FZOO: terms = cfg.optimizer.fzoo_n; break;
+      case OptimizerKind::SVRG: terms = 2; break;
+    }
+    const bool gauss = cfg.optimizer.direction != "rademacher";
+    in.host_cores = int(std::max(1u, std::thread::hardware_concurrency()));
+    in.host_update_ns = terms * (gauss ? 2.1 : 0.6) + (pol.storage_dtype != DType::F32 ? 0.6 : 0.0);
+    in.host_pack_ns = transfer_dtype(pol.storage_dtype, pol.transfer) != pol.storage_dtype ? 1.0 : 0.0;
+  }
   double per_token = 0;
   for (int l = 0; l < m.num_layers(); ++l) per_token += 2.0 * double(m.group(m.layer_group(l)).numel);
   per_token += 2.0 * double(s.vocab_size) * double(s.word_embed_proj_dim > 0 ? s.word_embed_proj_dim : H);

@@ -69,6 +69,30 @@ TEST(Planner, GreedyResidentCountWithinBudget) {
     EXPECT_NE(s.find(want), std::string::npos) << want << " missing in\n" << s;
 }
 
+TEST(Planner, HostUpdatesBoundTheCpuSite) {
+  // 4 streamed blocks of 1e6 elements, (2.7 + 1.0) core-ns each on 2 cores: 1.85 ms, above the
+  // transfer time 16e6 / 54.7e9 = 0.29 ms. The GPU site has no host term; the deferred site no pack.
+  PlannerInput in = base_input();
+  in.host_cores = 2;
+  in.host_update_ns = 2.7;
+  in.host_pack_ns = 1.0;
+  OffloadPolicy p = streamed_policy(0);
+  p.update_site = UpdateSite::Cpu;
+  PlanReport r = plan_offload(in, p);
+  EXPECT_EQ(r.resident_count, 0);
+  EXPECT_NEAR(r.host_seconds, 4e6 * 3.7e-9 / 2, 1e-12);
+  EXPECT_DOUBLE_EQ(r.step_seconds, r.host_seconds);
+  const std::string s = r.to_string();
+  EXPECT_NE(s.find("host updates 0.007 s on 2 cores"), std::string::npos) << s;
+  EXPECT_NE(s.find("(host-bound)"), std::string::npos) << s;
+  p.update_site = UpdateSite::Deferred;
+  EXPECT_NEAR(plan_offload(in, p).host_seconds, 4e6 * 2.7e-9 / 2, 1e-12);
+  p.update_site = UpdateSite::Gpu;
+  r = plan_offload(in, p);
+  EXPECT_EQ(r.host_seconds, 0.0);
+  EXPECT_EQ(r.to_string().find("host updates"), std::string::npos);
+}
+
 TEST(Planner, EverythingResidentWhenItFits) {
   PlanReport r = plan_offload(base_input(), streamed_policy(19000000));  // exactly 3e6 + 16e6
   EXPECT_EQ(r.resident_count, 4);
