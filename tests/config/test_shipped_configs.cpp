@@ -161,6 +161,12 @@ TEST(ShippedConfigs, RunsLoad) {
   EXPECT_EQ(o175.model.spec.num_layers, 96);
   EXPECT_EQ(o175.policy.name, "budget-12g-fp8");
   EXPECT_EQ(o175.policy.gpu_memory_budget, int64_t(12) << 30);
+  const RunConfig& b175 = runs.at("opt-175b-12g");
+  EXPECT_EQ(b175.model.spec.num_layers, 96);
+  EXPECT_EQ(b175.policy.name, "budget-12g-bf16");
+  EXPECT_EQ(b175.policy.num_slots, 2);
+  EXPECT_EQ(b175.policy.transfer, TransferFormat::Same);
+  EXPECT_FALSE(b175.train.save_final);
 
   // demo.toml's data paths resolve against configs/runs/, whether or not they exist yet.
   const RunConfig& demo = runs.at("demo");
