@@ -1,6 +1,8 @@
 // BlockStore: host masters and transfer copies (Note [Block store]).
 #include "offload/block_store.h"
 
+#include <tbb/parallel_for.h>
+
 #include <string>
 
 #include "kernels/host/zo_host.h"
@@ -43,22 +45,22 @@ BlockStore::BlockStore(std::vector<BlockDesc> blocks, BlockStoreOptions opts)
       at::TensorOptions().dtype(offload_scalar_type(opts_.storage_dtype)).device(at::kCPU);
   const at::TensorOptions transfer_opts =
       at::TensorOptions().dtype(offload_scalar_type(transfer_dtype())).device(at::kCPU);
-  masters_.reserve(size_t(n));
-  master_views_.reserve(size_t(n));
+  // Note [Pinning at scale]: the blocks are mapped, faulted in and registered concurrently, so
+  // one block's cudaHostRegister overlaps another's page faults.
+  masters_.resize(size_t(n));
+  if (copies) copies_.resize(size_t(n));
+  tbb::parallel_for(0, n, [&](int b) {
+    const std::string what = "block " + std::to_string(b);
+    masters_[size_t(b)] = HostBuffer(size_t(bytes(b)), opts_.pin_memory, (what + " master").c_str());
+    if (copies)
+      copies_[size_t(b)] = HostBuffer(size_t(layouts_[size_t(b)].total_bytes), opts_.pin_memory,
+                                      (what + " transfer copy").c_str());
+  });
+  allocations_ += n * (copies ? 2 : 1);
   for (int b = 0; b < n; ++b) {
-    const std::string what = "block " + std::to_string(b) + " master";
-    masters_.emplace_back(size_t(bytes(b)), opts_.pin_memory, what.c_str());
-    ++allocations_;
-    master_views_.push_back(at::from_blob(masters_.back().data(), {numel(b)}, master_opts));
-  }
-  if (copies) {
-    copies_.reserve(size_t(n));
-    for (int b = 0; b < n; ++b) {
-      const std::string what = "block " + std::to_string(b) + " transfer copy";
-      copies_.emplace_back(size_t(layouts_[size_t(b)].total_bytes), opts_.pin_memory, what.c_str());
-      ++allocations_;
-      transfer_views_.push_back(at::from_blob(copies_.back().data(), {numel(b)}, transfer_opts));
-    }
+    master_views_.push_back(at::from_blob(masters_[size_t(b)].data(), {numel(b)}, master_opts));
+    if (copies)
+      transfer_views_.push_back(at::from_blob(copies_[size_t(b)].data(), {numel(b)}, transfer_opts));
   }
 }
 
