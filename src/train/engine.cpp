@@ -1,6 +1,8 @@
 // Resident and offloaded visit engines (Note [Engines]).
 #include "engine.h"
 
+#include <algorithm>
+#include <chrono>
 #include <future>
 #include <thread>
 
@@ -83,12 +85,20 @@ class OffloadEngine : public Engine {
     const int L = m.num_layers();
     std::vector<BlockDesc> descs;
     for (int l = 0; l < L; ++l) descs.push_back(block_desc(m.group(m.layer_group(l))));
+    using Clock = std::chrono::steady_clock;
+    const auto t0 = Clock::now();
     store_ = std::make_unique<BlockStore>(std::move(descs), block_store_options(pol));
+    const auto t1 = Clock::now();
     // HostBuffers come zero-filled (Note [Pinning at scale]), so init writes straight in.
     for (int l = 0; l < L; ++l) {
       init(m.layer_group(l), store_->view(l));
       store_->refresh_transfer_copy(l);
     }
+    const double alloc_s = std::chrono::duration<double>(t1 - t0).count();
+    log::info("host store: {} {} in {:.1f} s ({:.1f} GB/s), weights in {:.1f} s", format_bytes(store_->host_bytes()),
+              store_->all_pinned() ? "mapped and pinned" : "mapped (pageable)", alloc_s,
+              double(store_->host_bytes()) / 1e9 / std::max(alloc_s, 1e-9),
+              std::chrono::duration<double>(Clock::now() - t1).count());
     auto resident_part = [&](int g) {
       at::Tensor cpu = at::zeros({m.group(g).numel}, at::TensorOptions().dtype(o.storage));
       init(g, cpu);
