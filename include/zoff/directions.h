@@ -82,7 +82,9 @@ class LowRankDirections : public Directions {
   void evict_before(int64_t keep_from);
 
  private:
-  void add_low_rank(const ParamInfo& p, at::Tensor target2d, const std::vector<DirTerm>& terms);
+  // Note [Low-rank terms] (src/optim/directions.cpp).
+  void add_low_rank(const ParamInfo& p, at::Tensor target2d, const std::vector<DirTerm>& terms, float keep,
+                    uint64_t sr_seed);
   int rank_;
   uint64_t base_seed_;
   ElementwiseDirections elementwise_{k::Dist::Gaussian};

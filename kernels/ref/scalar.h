@@ -192,4 +192,18 @@ ZOFF_UNROLL
 // Both therefore round at the same points and agree for any number of terms.
 inline int term_passes(int nterms) { return nterms <= 0 ? 1 : (nterms + kMaxTerms - 1) / kMaxTerms; }
 
+// T[i,k] = alpha * sum_l U[i,l] Z[l,k] in the order of Note [Low-rank stochastic rounding]
+// (kernels/lowrank.h): u_row = U's row i, Z r x r row-major, r >= 1.
+ZOFF_HD float lowrank_t(const float* u_row, const float* z, int64_t r, int64_t k, float alpha) {
+  float s = mul_rn(u_row[0], z[k]);
+  for (int64_t l = 1; l < r; ++l) s = add_rn(s, mul_rn(u_row[l], z[l * r + k]));
+  return mul_rn(alpha, s);
+}
+
+// The new bits of a low-rank element: y = w * keep + x rounded to E (stochastically with r16 when SR).
+template <Elem E, bool SR>
+ZOFF_HD uint32_t lowrank_round(uint32_t w, float keep, float x, uint32_t r16) {
+  return encode<E, SR>(add_rn(mul_rn(decode<E>(w), keep), x), r16);
+}
+
 }  // namespace zoff::k

@@ -41,4 +41,12 @@ void dispatch_fill_z(float* out, int64_t n, uint64_t pid, uint64_t seed, k::Dist
   ZOFF_FAIL("fill_z: unsupported device ", device.str());
 }
 
+void dispatch_lowrank_update_sr(const k::LowRankArgs& a, const at::Device& device) {
+  if (device.is_cpu()) return k::ref::lowrank_update_sr(a);
+#ifdef ZOFF_WITH_CUDA
+  if (device.is_cuda()) return cuda_lowrank_update_sr(a);
+#endif
+  ZOFF_FAIL("lowrank_update_sr: unsupported device ", device.str());
+}
+
 }  // namespace zoff

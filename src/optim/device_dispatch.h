@@ -3,6 +3,7 @@
 
 #include <ATen/ATen.h>
 
+#include "kernels/lowrank.h"
 #include "kernels/zo_kernels.h"
 
 namespace zoff {
@@ -13,12 +14,16 @@ void dispatch_zo_perturb(const k::PerturbArgs& a, const at::Device& device);
 void dispatch_zo_update(const k::UpdateArgs& a, const at::Device& device);
 void dispatch_fill_z(float* out, int64_t n, uint64_t pid, uint64_t seed, k::Dist d,
                      const at::Device& device);
+// Note [Low-rank stochastic rounding] (kernels/lowrank.h): the reference on the CPU, the fixed-order
+// kernels (scratch from LibTorch's caching allocator) on CUDA; bit-identical.
+void dispatch_lowrank_update_sr(const k::LowRankArgs& a, const at::Device& device);
 
 #ifdef ZOFF_WITH_CUDA
 // Implemented in src/optim/cuda/ (only in CUDA builds).
 void cuda_zo_perturb(const k::PerturbArgs& a);
 void cuda_zo_update(const k::UpdateArgs& a);
 void cuda_fill_z(float* out, int64_t n, uint64_t pid, uint64_t seed, k::Dist d);
+void cuda_lowrank_update_sr(const k::LowRankArgs& a);
 #endif
 
 }  // namespace zoff

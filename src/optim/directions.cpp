@@ -1,6 +1,7 @@
 // Element-wise (Philox) and SubZero low-rank directions: perturb out of place, update in place.
 #include "zoff/directions.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "device_dispatch.h"
@@ -122,15 +123,48 @@ int64_t LowRankDirections::state_bytes() const {
   return b;
 }
 
-// target2d += sum_k c_k * sqrt(mn/r^2) * U_b Z_k V_bᵀ, as one GEMM per term in target's dtype.
-void LowRankDirections::add_low_rank(const ParamInfo& p, at::Tensor t2, const std::vector<DirTerm>& terms) {
+// Note [Low-rank terms]
+// target2d <- round(target2d * keep + sum_k c_k * sqrt(mn/r^2) * U_b Z_k V_b^T) through
+// kernels/lowrank (Note [Low-rank stochastic rounding]). The terms of one basis b (every term of
+// an update shares its step's period, so one group in practice) are folded into one r x r core
+// C = sum_k fl(c_k * sqrt(mn/r^2)) * Z_k (fp32, in term order, one correctly rounded multiply and
+// add per entry: the same bits on CPU and GPU) and applied with alpha = 1, so each element of W is
+// rounded once per group. Group q rounds with SR pass q; keep (1 - weight decay) applies in group 0.
+// Perturbations pass sr_seed = 0 (round to nearest) and a term of coefficient -eps gives exactly
+// -C, so theta + eps z and theta - eps z stay mirror images; updates pass the step's sr_seed, so a
+// 16-bit master keeps sub-ulp progress in expectation, like zo_update. An fp32 target ignores it.
+void LowRankDirections::add_low_rank(const ParamInfo& p, at::Tensor t2, const std::vector<DirTerm>& terms,
+                                     float keep, uint64_t sr_seed) {
+  ZOFF_CHECK(t2.is_contiguous(), "SubZero: ", p.name, " must be contiguous");
   const int64_t m = p.shape[0], n = p.shape[1];
   const double scale = std::sqrt(double(m) * double(n)) / double(rank_);
-  for (auto& term : terms) {
-    if (term.coeff == 0) continue;
-    auto uv = basis(p, term.basis, t2.device());
-    at::Tensor uz = at::matmul(uv.first, core(p, term.seed, t2.device()));  // m×r fp32
-    t2.addmm_(uz.to(t2.scalar_type()), uv.second.t().to(t2.scalar_type()), 1.0, term.coeff * scale);
+  std::vector<int64_t> bases;
+  for (auto& term : terms)
+    if (term.coeff != 0 && std::find(bases.begin(), bases.end(), term.basis) == bases.end()) bases.push_back(term.basis);
+  for (size_t q = 0; q < bases.size(); ++q) {
+    auto uv = basis(p, bases[q], t2.device());
+    at::Tensor c;
+    for (auto& term : terms) {
+      if (term.coeff == 0 || term.basis != bases[q]) continue;
+      at::Tensor ck = core(p, term.seed, t2.device()).mul(double(float(term.coeff * scale)));
+      c = c.defined() ? c.add(ck) : ck;
+    }
+    c = c.contiguous();
+    k::LowRankArgs a{};
+    a.w = t2.data_ptr();
+    a.elem = elem_of(t2.scalar_type());
+    a.m = m;
+    a.n = n;
+    a.r = rank_;
+    a.u = uv.first.data_ptr<float>();
+    a.z = c.data_ptr<float>();
+    a.v = uv.second.data_ptr<float>();
+    a.alpha = 1.0f;
+    a.sr_seed = sr_seed;
+    a.pid = p.id;
+    a.sr_pass = int(q);
+    a.keep = q == 0 ? keep : 1.0f;
+    dispatch_lowrank_update_sr(a, t2.device());
   }
 }
 
@@ -138,14 +172,16 @@ void LowRankDirections::perturb(const ParamInfo& p, const at::Tensor& theta,
                                 const std::vector<DirTerm>& terms, at::Tensor out) {
   if (!is_low_rank(p)) return elementwise_.perturb(p, theta, terms, out);
   out.view(theta.sizes()).copy_(theta);
-  add_low_rank(p, out.view({p.shape[0], p.shape[1]}), terms);
+  add_low_rank(p, out.view({p.shape[0], p.shape[1]}), terms, 1.0f, 0);
 }
 
 void LowRankDirections::update(const ParamInfo& p, at::Tensor theta, const std::vector<DirTerm>& terms,
                                double decay, uint64_t sr_seed) {
   if (!is_low_rank(p)) return elementwise_.update(p, theta, terms, decay, sr_seed);
-  if (decay != 0) theta.mul_(1.0 - decay);
-  add_low_rank(p, theta.view({p.shape[0], p.shape[1]}), terms);
+  const bool any = std::any_of(terms.begin(), terms.end(), [](const DirTerm& t) { return t.coeff != 0; });
+  // Decay alone (every coefficient 0): zo_update with no terms rounds theta * (1 - decay) the same way.
+  if (!any) return decay != 0 ? elementwise_.update(p, theta, {}, decay, sr_seed) : void();
+  add_low_rank(p, theta.view({p.shape[0], p.shape[1]}), terms, 1.0f - float(decay), sr_seed);
 }
 
 }  // namespace zoff

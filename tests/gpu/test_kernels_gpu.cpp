@@ -335,6 +335,76 @@ TEST(KernelsGpu, LowRankMatchesReference) {
   cublasDestroy(h);
 }
 
+// Note [Low-rank stochastic rounding]: the fixed-order kernels against ref::lowrank_update_sr,
+// bit for bit, for every dtype, with and without SR, decay and a later SR pass; W starts one
+// element past an aligned address, T's scratch is poisoned with NaN and W's neighbours with a
+// pattern that must survive. r = 70 runs the kernel without V in registers.
+TEST(KernelsGpu, LowRankSrMatchesReferenceBitForBit) {
+  struct Shape {
+    int64_t m, n, r;
+  };
+  struct Cfg {
+    uint64_t sr;
+    float keep;
+    int pass;
+    float alpha_scale;  // alpha = alpha_scale / r; 1e-4 makes most updates sub-ulp coin tosses
+  };
+  const uint64_t pid = param_id("model.layers.11.self_attn.q_proj.weight");
+  for (Shape sh : {Shape{1, 1, 1}, Shape{7, 13, 3}, Shape{257, 129, 24}, Shape{5, 9, 70}, Shape{33, 4097, 16},
+                   Shape{4096, 4096, 24}})
+    for (Elem e : {Elem::F32, Elem::F16, Elem::BF16})
+      for (Cfg cf : {Cfg{0, 1.0f, 0, 0.05f}, Cfg{0x5EEDF00Dull, 1.0f, 0, 0.05f}, Cfg{0x5EEDF00Dull, 0.999f, 1, 1e-4f}}) {
+        if (sh.m * sh.n > 2 * max_n()) continue;
+        const std::string what = "lowrank_sr " + std::to_string(sh.m) + "x" + std::to_string(sh.n) + " r " +
+                                 std::to_string(sh.r) + " elem " + std::to_string(int(e)) + " sr " +
+                                 std::to_string(cf.sr) + " keep " + std::to_string(cf.keep);
+        SCOPED_TRACE(what);
+        std::mt19937 rng(uint32_t(sh.m * 3 + sh.n + sh.r));
+        std::normal_distribution<float> nd;
+        std::vector<float> u(size_t(sh.m * sh.r)), z(size_t(sh.r * sh.r)), v(size_t(sh.n * sh.r));
+        for (auto* x : {&u, &z, &v})
+          for (float& f : *x) f = nd(rng);
+        const int es = elem_size(e);
+        const int64_t count = sh.m * sh.n;
+        const size_t wb = size_t(count) * es, off = size_t(es), guard = 32;
+        std::vector<uint8_t> w = random_bits(e, count, 11), cpu = w, gpu(w.size());
+        DevBuf dw(off + wb + guard), du(u.size() * 4), dz(z.size() * 4), dv(v.size() * 4);
+        CK(cudaMemset(dw.p_, 0xAB, off + wb + guard));
+        CK(cudaMemcpy(dw.at(off), w.data(), wb, cudaMemcpyHostToDevice));
+        CK(cudaMemcpy(du.p_, u.data(), u.size() * 4, cudaMemcpyHostToDevice));
+        CK(cudaMemcpy(dz.p_, z.data(), z.size() * 4, cudaMemcpyHostToDevice));
+        CK(cudaMemcpy(dv.p_, v.data(), v.size() * 4, cudaMemcpyHostToDevice));
+        const size_t sb = lowrank_sr_scratch_bytes(sh.m, sh.r);
+        DevBuf scratch(sb);
+        CK(cudaMemset(scratch.p_, 0xFF, sb));  // NaN: T must be written before it is read
+        LowRankArgs a{dw.at(off), e, sh.m, sh.n, sh.r, static_cast<float*>(du.p_), static_cast<float*>(dz.p_),
+                      static_cast<float*>(dv.p_), cf.alpha_scale / float(sh.r)};
+        a.sr_seed = cf.sr;
+        a.pid = pid;
+        a.sr_pass = cf.pass;
+        a.keep = cf.keep;
+        lowrank_update_sr(a, scratch.p_, sb, nullptr);
+        CK(cudaDeviceSynchronize());
+        CK(cudaMemcpy(gpu.data(), dw.at(off), wb, cudaMemcpyDeviceToHost));
+        std::vector<uint8_t> edges(off + guard);
+        CK(cudaMemcpy(edges.data(), dw.p_, off, cudaMemcpyDeviceToHost));
+        CK(cudaMemcpy(edges.data() + off, dw.at(off + wb), guard, cudaMemcpyDeviceToHost));
+        for (size_t b = 0; b < edges.size(); ++b) ASSERT_EQ(edges[b], 0xAB) << "write outside W, byte " << b;
+        LowRankArgs c = a;
+        c.w = cpu.data();
+        c.u = u.data();
+        c.z = z.data();
+        c.v = v.data();
+        ref::lowrank_update_sr(c);
+        compare(e, gpu, cpu, count, what);
+        if (e != Elem::F32 && count > 100000) {  // the update did something
+          int64_t moved = 0;
+          for (int64_t i = 0; i < count; ++i) moved += bits_at(w, es, i) != bits_at(gpu, es, i);
+          EXPECT_GT(moved, 0);
+        }
+      }
+}
+
 TEST(KernelsGpu, BadArgumentsThrowBeforeLaunch) {
   ZTerm t{1, 1.0f};
   EXPECT_THROW(zo_update({nullptr, Elem::F32, 4, 0, Dist::Gaussian, &t, 1, 0.0f, 0}, nullptr), zoff::Error);
@@ -342,6 +412,15 @@ TEST(KernelsGpu, BadArgumentsThrowBeforeLaunch) {
   EXPECT_THROW(pack_fp8_rows({nullptr, Elem::F8E4M3, 1, 1, nullptr, nullptr}, nullptr), zoff::Error);
   EXPECT_THROW(lowrank_update({nullptr, Elem::F32, 2, 2, 1, nullptr, nullptr, nullptr, 1.0f}, nullptr, nullptr, 0, nullptr),
                zoff::Error);
+  EXPECT_THROW(lowrank_update_sr({nullptr, Elem::F32, 2, 2, 1, nullptr, nullptr, nullptr, 1.0f}, nullptr, 0, nullptr),
+               zoff::Error);
+  float* bogus = reinterpret_cast<float*>(uintptr_t(256));  // never dereferenced: the checks come first
+  EXPECT_THROW(lowrank_update_sr({bogus, Elem::F8E4M3, 2, 2, 1, bogus, bogus, bogus, 1.0f}, bogus, 1024, nullptr),
+               zoff::Error);
+  EXPECT_THROW(lowrank_update_sr({bogus, Elem::BF16, 2, 2, 0, bogus, bogus, bogus, 1.0f}, bogus, 1024, nullptr),
+               zoff::Error);
+  EXPECT_THROW(lowrank_update_sr({bogus, Elem::BF16, 64, 2, 4, bogus, bogus, bogus, 1.0f}, bogus, 16, nullptr),
+               zoff::Error);  // scratch too small
 }
 
 }  // namespace

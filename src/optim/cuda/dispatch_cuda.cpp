@@ -12,5 +12,12 @@ void cuda_zo_update(const k::UpdateArgs& a) { k::zo_update(a, current()); }
 void cuda_fill_z(float* out, int64_t n, uint64_t pid, uint64_t seed, k::Dist d) {
   k::fill_z(out, n, pid, seed, d, current());
 }
+// T's scratch comes from the caching allocator on the current stream, so it is reused, not freed,
+// while the kernels that read it are still queued.
+void cuda_lowrank_update_sr(const k::LowRankArgs& a) {
+  const size_t bytes = k::lowrank_sr_scratch_bytes(a.m, a.r);
+  at::Tensor scratch = at::empty({int64_t(bytes)}, at::TensorOptions().dtype(at::kByte).device(at::kCUDA));
+  k::lowrank_update_sr(a, scratch.data_ptr(), bytes, current());
+}
 
 }  // namespace zoff
