@@ -83,8 +83,9 @@ class LowRankDirections : public Directions {
 
  private:
   // Note [Low-rank terms] (src/optim/directions.cpp).
+  // perturbation: round to nearest through the cuBLAS kernel (keep and sr_seed unused).
   void add_low_rank(const ParamInfo& p, at::Tensor target2d, const std::vector<DirTerm>& terms, float keep,
-                    uint64_t sr_seed);
+                    uint64_t sr_seed, bool perturbation);
   int rank_;
   uint64_t base_seed_;
   ElementwiseDirections elementwise_{k::Dist::Gaussian};

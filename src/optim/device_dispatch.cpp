@@ -49,4 +49,12 @@ void dispatch_lowrank_update_sr(const k::LowRankArgs& a, const at::Device& devic
   ZOFF_FAIL("lowrank_update_sr: unsupported device ", device.str());
 }
 
+void dispatch_lowrank_update(const k::LowRankArgs& a, const at::Device& device) {
+  if (device.is_cpu()) return k::ref::lowrank_update(a);
+#ifdef ZOFF_WITH_CUDA
+  if (device.is_cuda()) return cuda_lowrank_update(a);
+#endif
+  ZOFF_FAIL("lowrank_update: unsupported device ", device.str());
+}
+
 }  // namespace zoff

@@ -17,6 +17,9 @@ void dispatch_fill_z(float* out, int64_t n, uint64_t pid, uint64_t seed, k::Dist
 // Note [Low-rank stochastic rounding] (kernels/lowrank.h): the reference on the CPU, the fixed-order
 // kernels (scratch from LibTorch's caching allocator) on CUDA; bit-identical.
 void dispatch_lowrank_update_sr(const k::LowRankArgs& a, const at::Device& device);
+// Note [Low-rank update] (kernels/lowrank.h): round-to-nearest W += alpha U Z V^T; cuBLAS (tensor
+// cores, LibTorch's handle and current stream) on CUDA, the reference on the CPU.
+void dispatch_lowrank_update(const k::LowRankArgs& a, const at::Device& device);
 
 #ifdef ZOFF_WITH_CUDA
 // Implemented in src/optim/cuda/ (only in CUDA builds).
@@ -24,6 +27,7 @@ void cuda_zo_perturb(const k::PerturbArgs& a);
 void cuda_zo_update(const k::UpdateArgs& a);
 void cuda_fill_z(float* out, int64_t n, uint64_t pid, uint64_t seed, k::Dist d);
 void cuda_lowrank_update_sr(const k::LowRankArgs& a);
+void cuda_lowrank_update(const k::LowRankArgs& a);
 #endif
 
 }  // namespace zoff

@@ -1,4 +1,5 @@
 // CUDA side of the kernel routing: launches on LibTorch's current stream of the current device.
+#include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAStream.h>
 
 #include "../device_dispatch.h"
@@ -18,6 +19,13 @@ void cuda_lowrank_update_sr(const k::LowRankArgs& a) {
   const size_t bytes = k::lowrank_sr_scratch_bytes(a.m, a.r);
   at::Tensor scratch = at::empty({int64_t(bytes)}, at::TensorOptions().dtype(at::kByte).device(at::kCUDA));
   k::lowrank_update_sr(a, scratch.data_ptr(), bytes, current());
+}
+
+void cuda_lowrank_update(const k::LowRankArgs& a) {
+  const size_t bytes = k::lowrank_scratch_bytes(a.m, a.n, a.r, a.elem);
+  at::Tensor scratch = at::empty({int64_t(bytes)}, at::TensorOptions().dtype(at::kByte).device(at::kCUDA));
+  // LibTorch's handle for the current stream (lowrank_update binds it to the stream it is given).
+  k::lowrank_update(a, at::cuda::getCurrentCUDABlasHandle(), scratch.data_ptr(), bytes, current());
 }
 
 }  // namespace zoff
