@@ -131,9 +131,11 @@ int64_t LowRankDirections::state_bytes() const {
 // add per entry: the same bits on CPU and GPU) and applied with alpha = 1, so each element of W is
 // rounded once per group. Group q rounds with SR pass q; keep (1 - weight decay) applies in group 0.
 // Perturbations are transient and happen twice per matrix and step: they round to nearest through
-// the cuBLAS kernel (Note [Low-rank update]: tensor-core GEMMs; the fixed-order SR kernel made
-// SubZero at OPT-1.3B 35% slower, 0.082 against 0.061 s per step on the H100), and a term of
-// coefficient -eps gives exactly -C, so theta + eps z and theta - eps z stay mirror images.
+// the cuBLAS kernel (Note [Low-rank update]: tensor-core GEMMs). Measured on the H100, SubZero
+// streamed at OPT-1.3B: 0.061 s per step with ATen addmm_ everywhere (no SR), 0.082 with the
+// fixed-order SR kernel for perturbations too, 0.072 as here; at 13B all three are transfer-bound
+// (0.58-0.59 s). A term of coefficient -eps gives exactly -C, so theta + eps z and theta - eps z
+// stay mirror images.
 // Updates go through the SR kernel with the step's sr_seed, so a 16-bit master keeps sub-ulp
 // progress in expectation, like zo_update (an fp32 target ignores sr_seed). That is why the update
 // departs from issue 5's cuBLAS recipe: cuBLAS rounds its output to nearest, once, inside the GEMM.
