@@ -4,12 +4,28 @@
 #include <map>
 #include <string>
 
+#include "kernels/philox.h"
 #include "zoff/optimizer.h"
 #include "zoff/safetensors.h"
 #include "zoff/weights.h"
 #include "zoff/zo_step.h"
 
 namespace zoff::testing {
+
+// One 2-D parameter group of shape [m, n]; the parameter's id comes from its name.
+inline GroupLayout one_matrix(int64_t m, int64_t n, const std::string& group = "q", const std::string& name = "w") {
+  GroupLayout g;
+  g.name = group;
+  ParamInfo p;
+  p.name = name;
+  p.shape = {m, n};
+  p.numel = m * n;
+  p.kind = ParamKind::Matrix;
+  p.id = k::param_id(p.name.c_str());
+  g.params.push_back(p);
+  g.numel = p.numel;
+  return g;
+}
 
 inline std::string fixture(const std::string& name) { return std::string(ZOFF_TEST_DATA) + "/" + name; }
 

@@ -9,20 +9,7 @@
 namespace zoff {
 namespace {
 
-// One 2-D parameter group of shape [m, n].
-GroupLayout one_matrix(int64_t m, int64_t n) {
-  GroupLayout g;
-  g.name = "q";
-  ParamInfo p;
-  p.name = "w";
-  p.shape = {m, n};
-  p.numel = m * n;
-  p.kind = ParamKind::Matrix;
-  p.id = k::param_id("w");
-  g.params.push_back(p);
-  g.numel = p.numel;
-  return g;
-}
+using testing::one_matrix;
 
 // f(theta) = 0.5 * sum a_i (theta_i - c_i)^2, in double.
 struct Quadratic {

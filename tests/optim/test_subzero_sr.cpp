@@ -11,17 +11,7 @@ namespace zoff {
 namespace {
 
 GroupLayout matrix_group(int64_t m, int64_t n) {
-  GroupLayout g;
-  g.name = "layers.0";
-  ParamInfo p;
-  p.name = "model.layers.0.mlp.fc1.weight";
-  p.shape = {m, n};
-  p.numel = m * n;
-  p.kind = ParamKind::Matrix;
-  p.id = k::param_id(p.name.c_str());
-  g.params.push_back(p);
-  g.numel = p.numel;
-  return g;
+  return testing::one_matrix(m, n, "layers.0", "model.layers.0.mlp.fc1.weight");
 }
 
 // The exact (fp64) low-rank update sum_k c_k sqrt(mn/r^2) U Z_k V^T of `terms`, flattened.
