@@ -51,13 +51,24 @@ struct SrApply {
 };
 
 template <Elem E, bool SR>
-__device__ __forceinline__ void sr_store(const SrApply& p, int64_t i, int64_t j, float x) {
+__device__ __forceinline__ void sr_store(const SrApply& p, int64_t i, int64_t j, float x, uint32_t r16) {
   using T = std::conditional_t<E == Elem::F32, uint32_t, uint16_t>;
-  const int64_t g = i * p.n + j;
-  T* w = static_cast<T*>(p.w) + g;
-  uint32_t r16 = 0;
-  if constexpr (SR) r16 = sr_r16(philox_block(p.key, p.pid, uint64_t(g) >> 3), uint64_t(g));
+  T* w = static_cast<T*>(p.w) + (i * p.n + j);
   *w = T(lowrank_round<E, SR>(*w, p.keep, x, r16));
+}
+
+// Note [Shared SR bits]: element g's rounding bits are half of word (g >> 1) & 3 of Philox block
+// g >> 3, so 8 consecutive elements of a row share one block. With n % 8 == 0 the 32 columns of a
+// warp are 4 whole octets in every row, and for 8 rows at a time lane L computes the block of row
+// L >> 2, octet L & 3; each lane then fetches its block's four words with shuffles. One Philox call
+// per lane and 8 rows instead of one per element, and the same bits (KernelsGpu test, bit for bit).
+__device__ __forceinline__ uint32_t shared_r16(const Philox4& mine, int ro, int64_t g) {
+  const int src = (ro << 2) | ((threadIdx.x & 31) >> 3);
+  const uint32_t w0 = __shfl_sync(0xffffffffu, mine.v[0], src), w1 = __shfl_sync(0xffffffffu, mine.v[1], src);
+  const uint32_t w2 = __shfl_sync(0xffffffffu, mine.v[2], src), w3 = __shfl_sync(0xffffffffu, mine.v[3], src);
+  const int w = int(g >> 1) & 3;
+  const uint32_t word = w == 0 ? w0 : w == 1 ? w1 : w == 2 ? w2 : w3;
+  return (word >> (16u * uint32_t(g & 1))) & 0xFFFFu;
 }
 
 // R > 0: r <= R, V[j,:] in registers and the tile's T rows in shared memory. R == 0: any r, both
@@ -82,8 +93,23 @@ ZOFF_UNROLL
       for (int x = threadIdx.x; x < rows * r; x += kCols) ts[x] = p.t[i0 * r + x];
       __syncthreads();
     }
-    if (!live) continue;
+    // Shared SR bits need every lane of the warp at each shuffle, so dead columns ride along.
+    const bool shared = SR && p.n % 8 == 0;
+    if (!live && !shared) continue;
+    Philox4 mine{};
     for (int row = 0; row < rows; ++row) {
+      const int ro = row & 7;
+      if constexpr (SR) {
+        if (shared && ro == 0) {
+          const int lane = int(threadIdx.x & 31);
+          const int64_t g0 = (i0 + row + (lane >> 2)) * p.n + (j - lane + 8 * (lane & 3));
+          mine = philox_block(p.key, p.pid, uint64_t(g0) >> 3);
+        }
+      }
+      const int64_t g = (i0 + row) * p.n + j;
+      uint32_t r16 = 0;
+      if constexpr (SR) r16 = shared ? shared_r16(mine, ro, g) : sr_r16(philox_block(p.key, p.pid, uint64_t(g) >> 3), uint64_t(g));
+      if (!live) continue;
       float x;
       if constexpr (R > 0) {
         const float* tr = ts + row * r;
@@ -97,7 +123,7 @@ ZOFF_UNROLL
         x = mul_rn(tr[0], vj[0]);
         for (int64_t k = 1; k < p.r; ++k) x = add_rn(x, mul_rn(tr[k], vj[k]));
       }
-      sr_store<E, SR>(p, i0 + row, j, x);
+      sr_store<E, SR>(p, i0 + row, j, x, r16);
     }
   }
 }

@@ -350,8 +350,10 @@ TEST(KernelsGpu, LowRankSrMatchesReferenceBitForBit) {
     float alpha_scale;  // alpha = alpha_scale / r; 1e-4 makes most updates sub-ulp coin tosses
   };
   const uint64_t pid = param_id("model.layers.11.self_attn.q_proj.weight");
-  for (Shape sh : {Shape{1, 1, 1}, Shape{7, 13, 3}, Shape{257, 129, 24}, Shape{5, 9, 70}, Shape{33, 4097, 16},
-                   Shape{4096, 4096, 24}})
+  // n % 8 == 0 takes the shared-bits path (Note [Shared SR bits]): 136 and 80 with partial warps
+  // and partial row groups, 4096 whole.
+  for (Shape sh : {Shape{1, 1, 1}, Shape{7, 13, 3}, Shape{257, 129, 24}, Shape{5, 9, 70}, Shape{37, 136, 24},
+                   Shape{45, 80, 70}, Shape{33, 4097, 16}, Shape{4096, 4096, 24}})
     for (Elem e : {Elem::F32, Elem::F16, Elem::BF16})
       for (Cfg cf : {Cfg{0, 1.0f, 0, 0.05f}, Cfg{0x5EEDF00Dull, 1.0f, 0, 0.05f}, Cfg{0x5EEDF00Dull, 0.999f, 1, 1e-4f}}) {
         if (sh.m * sh.n > 2 * max_n()) continue;
