@@ -84,7 +84,7 @@ PlannerInput planner_input(const Model& m, const RunConfig& cfg) {
   // (docs/results.md, session 2 host rows, bytes read + written): a Gaussian term ~2.1 core-ns
   // per element (Philox + Box-Muller), a Rademacher term ~0.6, stochastic rounding of a 16-bit
   // master +0.6, the fp8 / 16-bit re-pack ~1.0. Checked end to end: OPT-13B stream-fp8 predicted
-  // 3.0 s, measured 3.15 s per step (16 cores); OPT-175B on the 64-core x4 host predicted 10.3 s,
+  // 2.9 s, measured 3.15 s per step (16 cores); OPT-175B on the 64-core x4 host predicted 10.1 s,
   // measured 14.7 s (that Xeon's cores are slower per core). Other CPUs differ: the figure is a
   // guide for choosing a site, not a promise. Terms per update: MeZO and SubZero q, FZOO N, SVRG 2.
   if (pol.offload && pol.update_site != UpdateSite::Gpu) {
