@@ -3,6 +3,7 @@
 
 #include <cstdint>
 
+#include "kernels/delta.h"
 #include "kernels/philox.h"
 
 typedef struct CUstream_st* cudaStream_t;
@@ -73,6 +74,9 @@ struct UpdateArgs {
   uint64_t sr_seed;  // 0: round to nearest even; else stochastic rounding (16-bit theta only)
   int64_t first = 0; // index of theta[0] within the parameter: a piece of a split tensor draws the
                      // same z as the whole (z and the rounding bits are drawn for first + i)
+  // Optional (Note [Delta write-back]): also report the change of every element as codes and
+  // exceptions. 16-bit theta, one pass (nterms <= kMaxTerms), first a multiple of 4.
+  const DeltaOut* delta = nullptr;
 };
 
 // fp8 (e4m3fn) row-wise packing: scale_r = max|x_r| / 448 (1 for an all-zero row),

@@ -28,6 +28,7 @@ struct EwJob {
   uint64_t sr_seed;  // != 0 only for a 16-bit output with stochastic rounding
   bool noop;         // nothing to do (n == 0, or an update with no terms and no decay)
   void* out2 = nullptr;  // mirror output (perturb only, Note [Mirror perturbation])
+  const DeltaOut* delta = nullptr;  // update only (Note [Delta write-back])
 };
 
 inline bool is_float_elem(Elem e) { return e == Elem::F32 || e == Elem::F16 || e == Elem::BF16; }
@@ -46,8 +47,22 @@ inline EwJob update_job(const UpdateArgs& a) {
   ZOFF_CHECK(std::isfinite(a.decay), "zo_update: decay = ", a.decay, " is not finite");
   bool sr = a.sr_seed != 0 && a.elem != Elem::F32;
   bool noop = a.n == 0 || (a.nterms == 0 && a.decay == 0.0f);
-  return EwJob{a.theta, a.elem,   a.theta, a.elem,   nullptr,  0,  a.n, a.first, a.pid,
-               a.dist,  a.terms, a.nterms, 1.0f - a.decay, sr ? a.sr_seed : 0, noop};
+  if (a.delta != nullptr) {
+    const DeltaOut& d = *a.delta;
+    ZOFF_CHECK(a.elem != Elem::F32, "zo_update: delta output needs a 16-bit theta");
+    ZOFF_CHECK(a.nterms <= kMaxTerms, "zo_update: delta output needs one pass (", a.nterms, " terms > ", kMaxTerms, ")");
+    ZOFF_CHECK(a.first % 4 == 0 && d.index_base % 4 == 0, "zo_update: delta output needs first (", a.first,
+               ") and index_base (", d.index_base, ") to be multiples of 4");
+    ZOFF_CHECK(d.codes != nullptr && d.count != nullptr && d.overflow != nullptr && d.capacity >= 0 &&
+                   (d.capacity == 0 || d.list != nullptr),
+               "zo_update: delta output with a null codes, count, overflow or list pointer");
+    ZOFF_CHECK(d.index_base >= 0 && d.index_base + a.n <= int64_t(0xFFFFFFFFll), "zo_update: delta indices [",
+               d.index_base, ", ", d.index_base + a.n, ") do not fit 32 bits");
+  }
+  EwJob j{a.theta, a.elem,   a.theta, a.elem,   nullptr,  0,  a.n, a.first, a.pid,
+          a.dist,  a.terms, a.nterms, 1.0f - a.decay, sr ? a.sr_seed : 0, noop};
+  j.delta = a.delta;
+  return j;
 }
 
 inline EwJob perturb_job(const PerturbArgs& a) {

@@ -1,0 +1,70 @@
+// Delta write-back: a 16-bit update as 2-bit change codes plus an exception list (Note [Delta write-back]).
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/philox.h"
+
+namespace zoff::k {
+
+// Note [Delta write-back]
+// At the GPU update site a streamed block is updated in its slot and used to go back to the host
+// master whole (D2H of every byte), which halves the link's rate in each direction (both ways at
+// once run at ~46 GB/s each instead of 55). But a 16-bit master with a ZO step's tiny update
+// mostly does not change, and an element that does change almost always moves to a neighbour:
+// its bits change by exactly +1 or -1 (the bits of a finite bf16/fp16 value of one sign are
+// ordered like its magnitude). So the update kernel, which has every element's old and new bits
+// in registers, also writes
+//   - a 2-bit code per element: 0 unchanged, 1 new = old + 1, 2 new = old - 1 (bits as uint16,
+//     modulo 2^16), 3 anything else (an "exception");
+//   - for each exception an entry {index, new bits} appended to a list of `capacity` entries,
+//     the slot counted in *count (atomically; the count includes entries past capacity);
+//   - an exception past capacity is stored straight into the host master (`overflow`).
+// The host then applies the codes and the list to the master (apply_delta), bit for bit what the
+// dense write-back would have left there. On CUDA, codes and list live in mapped pinned host
+// memory and the kernel writes them over PCIe as it goes (a warp's codes are 64 contiguous bytes),
+// so no slot-sized device buffer and no D2H copy is needed: only the 8-byte count travels.
+// Code byte j holds the codes of elements 4j..4j+3, element 4j + e in bits 2e..2e+1.
+// Invariant: codes are all zero at rest; the kernel writes the codes of its range, and
+// apply_delta zeroes every byte it consumes, so ranges no kernel touched read as unchanged.
+// The update must be one pass (nterms <= kMaxTerms, Note [Term passes]): later passes would have
+// to compose codes and re-emit exceptions.
+enum : uint32_t { kDeltaSame = 0, kDeltaUp = 1, kDeltaDown = 2, kDeltaException = 3 };
+
+struct DeltaEntry {
+  uint32_t index;     // element index in the list's index space (index_base + i)
+  uint16_t bits;      // the element's new bits
+  uint16_t reserved;  // 0
+};
+static_assert(sizeof(DeltaEntry) == 8, "DeltaEntry is one 8-byte store");
+
+struct DeltaOut {
+  uint8_t* codes;              // code byte of theta[0] (theta[0]'s index must be a multiple of 4)
+  DeltaEntry* list;            // `capacity` entries (may be nullptr when capacity == 0)
+  int64_t capacity;
+  unsigned long long* count;   // exceptions emitted so far (device memory on CUDA; zeroed by the caller)
+  uint16_t* overflow;          // theta[0] in the host master: exceptions past capacity go here
+  int64_t index_base;          // list index of theta[0]; a multiple of 4, index_base + n < 2^32
+};
+
+// The code of an element that went from old_bits to new_bits (16-bit values in uint32s).
+ZOFF_HD uint32_t delta_code(uint32_t old_bits, uint32_t new_bits) {
+  const uint32_t d = (new_bits - old_bits) & 0xFFFFu;
+  return d == 0 ? kDeltaSame : d == 1 ? kDeltaUp : d == 0xFFFFu ? kDeltaDown : kDeltaException;
+}
+
+// Applies one block's codes and exception list to its host master (16-bit elements).
+struct ApplyDeltaArgs {
+  uint16_t* master;          // n elements
+  uint8_t* codes;            // (n + 3) / 4 bytes; every byte read is left zero
+  int64_t n;
+  const DeltaEntry* list;    // `entries` entries, indices in [0, n)
+  int64_t entries;           // min(count, capacity)
+};
+
+namespace ref {
+// Element by element (oneTBB over code bytes), then the list in order.
+void apply_delta(const ApplyDeltaArgs& a);
+}  // namespace ref
+
+}  // namespace zoff::k
