@@ -180,12 +180,14 @@ void run_case(benchmark::State& st, const Options& o, const SizeDef& sz, const O
     }
     release_device_cache(o);
     const auto lines = last_metrics(run_dir + "/metrics.jsonl", st.iterations());
-    double h2d = 0, d2h = 0, used = 0, h2d_busy = 0, compute_busy = 0;
+    double h2d = 0, d2h = 0, used = 0, h2d_busy = 0, compute_busy = 0, exc = 0, apply_wait = 0;
     int busy_n = 0;
     for (const nlohmann::json& l : lines) {
       const nlohmann::json& e = l.at("engine");
       h2d += e.value("h2d_bytes", 0.0);
       d2h += e.value("d2h_bytes", 0.0);
+      exc += e.value("delta_exceptions", 0.0);
+      apply_wait += e.value("delta_apply_wait_ms", 0.0);
       used = std::max(used, l.value("gpu_used", 0.0));
       if (e.contains("h2d_busy")) {
         h2d_busy += e.at("h2d_busy").get<double>();
@@ -203,6 +205,10 @@ void run_case(benchmark::State& st, const Options& o, const SizeDef& sz, const O
     st.counters["plan_gpu_MiB"] = double(plan.gpu_total) / kMiB;
     st.counters["h2d_GB_per_step"] = h2d / 1e9;
     st.counters["d2h_GB_per_step"] = d2h / 1e9;
+    if (exc > 0 || apply_wait > 0) {  // Note [Delta write-back]
+      st.counters["delta_exceptions"] = exc / n;
+      st.counters["delta_apply_wait_ms"] = apply_wait / n;
+    }
     if (o.h2d_bytes_per_s > 0 && h2d > 0) st.counters["fraction_of_transfer_bound"] = h2d / o.h2d_bytes_per_s / step_s;
     const double block_params = double(cfg.model.spec.block_params()) * double(cfg.model.spec.num_layers);
     st.counters["gemm_floor_s"] = forwards * 2.0 * block_params * double(tokens) / rate;

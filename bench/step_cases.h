@@ -40,7 +40,8 @@ inline const OptDef kOpts[] = {{"mezo", OptimizerKind::MeZO},
                                {"fzoo8", OptimizerKind::FZOO},
                                {"subzero", OptimizerKind::SubZero},
                                {"svrg", OptimizerKind::SVRG}};
-inline const char* const kPolicies[] = {"all-resident", "stream-bf16", "stream-deferred", "stream-fp8", "budget"};
+inline const char* const kPolicies[] = {"all-resident", "stream-bf16",    "stream-bf16-dense",
+                                        "stream-deferred", "stream-fp8", "budget"};
 
 struct Options {
   std::string device;  // "cpu" | "cuda"
@@ -131,7 +132,8 @@ inline ModelSpec make_spec(const SizeDef& s) {
   return spec;
 }
 
-// The policies of the bench (docs/bench.md): all bf16 master and compute. stream-deferred is
+// The policies of the bench (docs/bench.md): all bf16 master and compute. stream-bf16 writes
+// blocks back as deltas (Note [Delta write-back]), stream-bf16-dense whole; stream-deferred is
 // stream-bf16 at the deferred update site (Note [Deferred update site]: no write-back).
 inline OffloadPolicy make_policy(const std::string& name) {
   OffloadPolicy p;
@@ -144,7 +146,9 @@ inline OffloadPolicy make_policy(const std::string& name) {
   p.update_site = UpdateSite::Gpu;
   p.offload = name != "all-resident";
   p.resident_blocks = 0;
-  if (name == "stream-deferred") {
+  if (name == "stream-bf16-dense") {
+    p.write_back = WriteBack::Dense;
+  } else if (name == "stream-deferred") {
     p.update_site = UpdateSite::Deferred;
   } else if (name == "stream-fp8") {
     p.transfer = TransferFormat::FP8;

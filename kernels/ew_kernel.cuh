@@ -1,6 +1,8 @@
 // The one elementwise ZO kernel behind zo_update and zo_perturb: a read-modify-write pass, z in registers.
 #pragma once
 
+#include <cooperative_groups.h>
+#include <cooperative_groups/scan.h>
 #include <cstdint>
 
 #include "kernels/cuda_check.cuh"
@@ -41,7 +43,36 @@ struct EwParams {
   uint64_t seed[kMaxTerms];
   float coeff[kMaxTerms];
   int64_t vbeg, vend;  // the vector body in launch indices; empty when vbeg == vend
+  // Note [Delta write-back] (updates of 16-bit theta only; codes == nullptr: none).
+  uint8_t* codes;
+  DeltaEntry* dlist;
+  int64_t dcap;
+  unsigned long long* dcount;
+  uint16_t* doverflow;
+  uint32_t dbase;
 };
+
+// Note [Delta emission]
+// Exceptions are rare (~1% of elements at MeZO's learning rates), but one atomicAdd per exception
+// on a single counter would serialise in L2. The lanes that have any exception form a coalesced
+// group, scan their counts, and the last one reserves the group's slots with one atomicAdd; each
+// lane then writes its entries (8-byte stores, contiguous across the group) or, past capacity,
+// the new bits straight into the host master.
+__device__ __forceinline__ void delta_emit(const EwParams& p, int n, uint32_t exc, const uint32_t* nbits, int64_t i0) {
+  namespace cg = cooperative_groups;
+  const cg::coalesced_group grp = cg::coalesced_threads();
+  const unsigned long long pre = cg::exclusive_scan(grp, (unsigned long long)n);
+  unsigned long long base = 0;
+  if (grp.thread_rank() == grp.size() - 1) base = atomicAdd(p.dcount, pre + (unsigned long long)n);
+  unsigned long long slot = grp.shfl(base, grp.size() - 1) + pre;
+  for (uint32_t m = exc; m != 0; m &= m - 1, ++slot) {
+    const int j = __ffs(m) - 1;
+    if (slot < (unsigned long long)p.dcap)
+      *reinterpret_cast<uint2*>(p.dlist + slot) = make_uint2(p.dbase + uint32_t(i0 + j), nbits[j]);
+    else
+      p.doverflow[i0 + j] = uint16_t(nbits[j]);
+  }
+}
 
 constexpr int kEwBlock = 256;
 constexpr int kTile = 1024;
@@ -217,6 +248,26 @@ __global__ void __launch_bounds__(kEwBlock, ew_min_blocks(D)) ew_kernel(const __
           uint4* o = reinterpret_cast<uint4*>(static_cast<char*>(p.out) + i0 * OS);
           ZOFF_UNROLL
           for (int u = 0; u < OUT_U4; ++u) __stcs(o + u, make_uint4(ow[4 * u], ow[4 * u + 1], ow[4 * u + 2], ow[4 * u + 3]));
+          if constexpr (OS == 2 && SS == 2 && !MIRROR) {
+            if (p.codes != nullptr) {  // Note [Delta write-back]; V == 8: two code bytes
+              uint32_t code = 0, exc = 0, nb[V];
+              ZOFF_UNROLL
+              for (int j = 0; j < V; ++j) {
+                nb[j] = (ow[j >> 1] >> (16 * (j & 1))) & 0xFFFFu;
+                const uint32_t c = delta_code(vec_elem<2>(sv[r], j), nb[j]);
+                code |= c << (2 * j);
+                exc |= uint32_t(c == kDeltaException) << j;
+              }
+              uint8_t* cb = p.codes + i0 / 4;
+              if ((reinterpret_cast<uintptr_t>(cb) & 1) == 0) {
+                *reinterpret_cast<uint16_t*>(cb) = uint16_t(code);
+              } else {
+                cb[0] = uint8_t(code);
+                cb[1] = uint8_t(code >> 8);
+              }
+              if (exc != 0) delta_emit(p, __popc(exc), exc, nb, i0);
+            }
+          }
           if constexpr (MIRROR) {
             uint4* o2 = reinterpret_cast<uint4*>(static_cast<char*>(p.out2) + i0 * OS);
             ZOFF_UNROLL
@@ -250,6 +301,7 @@ __global__ void __launch_bounds__(kEwBlock, ew_min_blocks(D)) ew_kernel(const __
     }
     Philox4 sr{};
     if constexpr (SR) sr = philox_block(p.sr_key, p.pid, uint64_t(q >> 1));
+    uint32_t code = 0, exc = 0, nb[4] = {0u, 0u, 0u, 0u};
     ZOFF_UNROLL
     for (int j = 0; j < 4; ++j) {
       const int64_t g = 4 * q + j;
@@ -257,11 +309,27 @@ __global__ void __launch_bounds__(kEwBlock, ew_min_blocks(D)) ew_kernel(const __
       const int64_t i = g - p.first;
       float t = mul_rn(load_scalar<SRC>(p, i), p.keep);
       float v = p.nterms > 0 ? add_rn(t, acc[j]) : t;
-      store_scalar<OUT>(p, i, encode<OUT, SR>(v, SR ? sr_r16(sr, uint64_t(g)) : 0u));
+      const uint32_t bits = encode<OUT, SR>(v, SR ? sr_r16(sr, uint64_t(g)) : 0u);
+      if constexpr (OS == 2 && SS == 2 && !MIRROR) {
+        if (p.codes != nullptr) {
+          // The source bits: an update reads and writes theta, so reload what this thread read.
+          nb[j] = bits;
+          const uint32_t c = delta_code(static_cast<const uint16_t*>(p.src)[i], bits);
+          code |= c << (2 * j);
+          exc |= uint32_t(c == kDeltaException) << j;
+        }
+      }
+      store_scalar<OUT>(p, i, bits);
       if constexpr (MIRROR) {
         const uint32_t b2 = encode<OUT, false>(p.nterms > 0 ? add_rn(t, acc2[j]) : t, 0u);
         if constexpr (OUT == Elem::F32) static_cast<uint32_t*>(p.out2)[i] = b2;
         else static_cast<uint16_t*>(p.out2)[i] = uint16_t(b2);
+      }
+    }
+    if constexpr (OS == 2 && SS == 2 && !MIRROR) {
+      if (p.codes != nullptr) {  // the group owns code byte (4q - first) / 4 (first % 4 == 0)
+        p.codes[(4 * q - p.first) >> 2] = uint8_t(code);
+        if (exc != 0) delta_emit(p, __popc(exc), exc, nb, 4 * q - p.first);
       }
     }
   }
@@ -321,6 +389,14 @@ void ew_launch(const EwJob& j, cudaStream_t s) {
     p.pid = j.pid;
     p.keep = pass == 0 ? j.keep : 1.0f;
     p.sr_key = sr_key(j.sr_seed, pass);
+    if (j.delta != nullptr) {  // one pass (update_job checked)
+      p.codes = j.delta->codes;
+      p.dlist = j.delta->list;
+      p.dcap = j.delta->capacity;
+      p.dcount = j.delta->count;
+      p.doverflow = j.delta->overflow;
+      p.dbase = uint32_t(j.delta->index_base);
+    }
     const int k0 = pass * kMaxTerms, k1 = j.nterms < k0 + kMaxTerms ? j.nterms : k0 + kMaxTerms;
     p.nterms = k1 > k0 ? k1 - k0 : 0;
     for (int k = 0; k < p.nterms; ++k) p.seed[k] = j.terms[k0 + k].seed, p.coeff[k] = j.terms[k0 + k].coeff;

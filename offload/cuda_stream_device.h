@@ -38,6 +38,7 @@ class CudaStreamDevice : public StreamDevice {
   void mark(StreamId s, TimerId t) override;
   double elapsed_ms(TimerId from, TimerId to) override;
   void synchronize_all() override;
+  void* mapped_pointer(void* host) override;
 
   cudaStream_t stream(StreamId s) const { return streams_[int(s)]; }
   int device_index() const { return device_index_; }

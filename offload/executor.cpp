@@ -34,6 +34,8 @@ void Executor::prepare(const Plan& plan) {
                dtype_name(store_.storage_dtype()), ")");
   }
   while (int(events_.size()) < 3 * K) events_.push_back(dev_.create_event());
+  if (c.site == UpdateSite::Gpu && !plan.streamed.empty())
+    while (int(done_.size()) < B) done_.push_back(dev_.create_event());
   if (opts_.timeline) {
     if (start_timer_ < 0) start_timer_ = dev_.create_timer();
     while (timers_.size() < 2 * plan.ops.size()) timers_.push_back(dev_.create_timer());
@@ -55,7 +57,7 @@ void Executor::prepare(const Plan& plan) {
 }
 
 void Executor::issue(const Plan& plan, const ComputeFn& compute, const HostUpdateWaitFn& host_update_wait,
-                     const UploadIssuedFn& upload_issued) {
+                     const UploadIssuedFn& upload_issued, const WriteBackSpec& wb) {
   const int K = plan.config.num_slots;
   const bool timed = opts_.timeline;
   if (timed) dev_.mark(StreamId::Upload, start_timer_);
@@ -81,7 +83,10 @@ void Executor::issue(const Plan& plan, const ComputeFn& compute, const HostUpdat
         break;
       }
       case OpKind::Offload:
-        dev_.copy_d2h(s, store_.data(b), ring_->data(op.slot), size_t(store_.bytes(b)), b);
+        if (wb.mode == WriteBackMode::Dense)
+          dev_.copy_d2h(s, store_.data(b), ring_->data(op.slot), size_t(store_.bytes(b)), b);
+        else if (wb.mode == WriteBackMode::Delta)
+          dev_.copy_d2h(s, wb.count_dst(b), wb.count_src(op.slot), wb.count_bytes, b);
         break;
       case OpKind::WaitHostUpdate:
         break;
@@ -89,20 +94,27 @@ void Executor::issue(const Plan& plan, const ComputeFn& compute, const HostUpdat
     if (timed) dev_.mark(s, timers_[2 * i + 1]);
     for (const EventRef& e : op.records) dev_.record(s, ev(e, K));
     if (op.kind == OpKind::Upload && upload_issued) upload_issued(b, ev({SlotEvent::Loaded, op.slot}, K));
+    if (op.kind == OpKind::Offload && wb.offload_issued) {
+      dev_.record(s, done_[size_t(b)]);
+      wb.offload_issued(b, done_[size_t(b)]);
+    }
   }
 }
 
 void Executor::run_step(const Plan& plan, const ComputeFn& compute, const HostUpdateWaitFn& host_update_wait,
-                        const UploadIssuedFn& upload_issued) {
+                        const UploadIssuedFn& upload_issued, const WriteBackSpec& write_back) {
   prepare(plan);
   ZOFF_CHECK(bool(compute), "executor: run_step needs a compute callback");
   ZOFF_CHECK(plan.config.site == UpdateSite::Gpu || plan.streamed.empty() || bool(host_update_wait),
              "executor: the CPU update site needs a host_update_wait callback");
+  ZOFF_CHECK(write_back.mode != WriteBackMode::Delta ||
+                 (write_back.count_src && write_back.count_dst && write_back.count_bytes > 0),
+             "executor: a delta write-back needs count_src, count_dst and count_bytes");
   timeline_.clear();
   host_wait_ms_ = 0;
   const auto t0 = std::chrono::steady_clock::now();
   try {
-    issue(plan, compute, host_update_wait, upload_issued);
+    issue(plan, compute, host_update_wait, upload_issued, write_back);
     dev_.synchronize_all();
   } catch (...) {
     // Queued work refers to `compute` and the buffers: let it drain before unwinding.

@@ -30,6 +30,23 @@ using HostUpdateWaitFn = std::function<void(int block)>;
 // master again (the deferred update site's host thread waits on it).
 using UploadIssuedFn = std::function<void(int block, EventId loaded)>;
 
+// How this step's Offload ops (GPU update site) return a slot to its block's master.
+//   Dense: copy the whole block back (storage bytes).
+//   Delta: copy only `count_bytes` from count_src(slot) to count_dst(block): the block's change
+//          travelled already as codes and exceptions written by the update kernel into mapped
+//          host memory (Note [Delta write-back]); the host applies them after `done`.
+//   Skip:  copy nothing: the step changed no slot (a pass that applies no update).
+// offload_issued, if set, is called on the issuing thread after block's Offload op and its own
+// `done` event (one per block, recorded after the op) were issued.
+enum class WriteBackMode { Dense, Delta, Skip };
+struct WriteBackSpec {
+  WriteBackMode mode = WriteBackMode::Dense;
+  std::function<const void*(int slot)> count_src;
+  std::function<void*(int block)> count_dst;
+  size_t count_bytes = 0;
+  std::function<void(int block, EventId done)> offload_issued;
+};
+
 struct ExecutorOptions {
   bool timeline = false;  // time every op (timing events / steady_clock)
 };
@@ -52,7 +69,7 @@ class Executor {
   // events, timers and views it needs (only what earlier plans did not already create).
   void prepare(const Plan& plan);
   void run_step(const Plan& plan, const ComputeFn& compute, const HostUpdateWaitFn& host_update_wait = {},
-                const UploadIssuedFn& upload_issued = {});
+                const UploadIssuedFn& upload_issued = {}, const WriteBackSpec& write_back = {});
 
   // The last step. Timeline-derived values need ExecutorOptions::timeline.
   const std::vector<OpTiming>& timeline() const { return timeline_; }
@@ -67,7 +84,7 @@ class Executor {
 
  private:
   void issue(const Plan& plan, const ComputeFn& compute, const HostUpdateWaitFn& host_update_wait,
-             const UploadIssuedFn& upload_issued);
+             const UploadIssuedFn& upload_issued, const WriteBackSpec& wb);
   EventId ev(EventRef e, int num_slots) const { return events_[size_t(event_index(e, num_slots))]; }
 
   StreamDevice& dev_;
@@ -76,6 +93,7 @@ class Executor {
   ResidentBlocks* resident_;
   ExecutorOptions opts_;
   std::vector<EventId> events_;
+  std::vector<EventId> done_;  // per block, recorded after its Offload when offload_issued is set
   std::vector<TimerId> timers_;  // [0] step start, then 2 per op
   TimerId start_timer_ = -1;
   std::vector<at::Tensor> views_;     // per block: what the compute callback gets

@@ -144,7 +144,10 @@ PlanReport plan_offload(const PlannerInput& in, const OffloadPolicy& p) {
   for (int b = 0; b < B; ++b) {
     if (r.resident[size_t(b)]) continue;
     r.h2d_bytes_per_step += transfer[size_t(b)];
-    if (p.update_site == UpdateSite::Gpu) r.d2h_bytes_per_step += storage[size_t(b)];
+    // Note [Delta write-back]: 2-bit codes (a quarter byte per element) plus the exception list,
+    // ~1% of the elements at 8 bytes each at MeZO's learning rates (docs/results.md).
+    if (p.update_site == UpdateSite::Gpu)
+      r.d2h_bytes_per_step += uses_delta_write_back(p) ? in.blocks[size_t(b)].numel * 33 / 100 : storage[size_t(b)];
   }
   const double h2d_s = double(r.h2d_bytes_per_step) / (in.h2d_gbps * 1e9);
   r.transfer_seconds = h2d_s;

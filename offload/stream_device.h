@@ -58,6 +58,11 @@ class StreamDevice {
 
   // Waits for all work on all streams. Rethrows the first error any stream work raised.
   virtual void synchronize_all() = 0;
+
+  // The address under which work on this device reads and writes the pinned host memory at
+  // `host` (kernels store to it directly, Note [Delta write-back]). Host devices: host itself.
+  // CUDA: the mapped device pointer; zoff::Error for memory that is not pinned.
+  virtual void* mapped_pointer(void* host) { return host; }
 };
 
 }  // namespace zoff

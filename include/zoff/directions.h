@@ -34,9 +34,13 @@ class Directions {
   virtual void perturb(const ParamInfo& p, const at::Tensor& theta, const std::vector<DirTerm>& terms,
                        at::Tensor out) = 0;
   // theta <- theta * (1 - decay) + sum terms, in place. sr_seed != 0: stochastic rounding for
-  // 16-bit theta (Note [Fused update]).
+  // 16-bit theta (Note [Fused update]). delta != nullptr (only where supports_delta()): also
+  // report the change as codes and exceptions (Note [Delta write-back], kernels/delta.h), with
+  // codes and overflow at theta's element 0 and index_base its offset in the group.
   virtual void update(const ParamInfo& p, at::Tensor theta, const std::vector<DirTerm>& terms,
-                      double decay, uint64_t sr_seed) = 0;
+                      double decay, uint64_t sr_seed, const k::DeltaOut* delta = nullptr) = 0;
+  // Whether update() can report a delta for every parameter (one fused pass per parameter).
+  virtual bool supports_delta() const { return false; }
   // Bytes of state kept on the side (SubZero's U,V), for reporting.
   virtual int64_t state_bytes() const { return 0; }
 };
@@ -48,7 +52,8 @@ class ElementwiseDirections : public Directions {
   void perturb(const ParamInfo& p, const at::Tensor& theta, const std::vector<DirTerm>& terms,
                at::Tensor out) override;
   void update(const ParamInfo& p, at::Tensor theta, const std::vector<DirTerm>& terms, double decay,
-              uint64_t sr_seed) override;
+              uint64_t sr_seed, const k::DeltaOut* delta = nullptr) override;
+  bool supports_delta() const override { return true; }
   // perturb() into out and, in the same pass, the mirror: theta - sum terms into out2
   // (Note [Mirror perturbation], kernels/zo_kernels.h).
   void perturb_mirror(const ParamInfo& p, const at::Tensor& theta, const std::vector<DirTerm>& terms,
@@ -69,8 +74,9 @@ class LowRankDirections : public Directions {
   LowRankDirections(int rank, uint64_t base_seed) : rank_(rank), base_seed_(base_seed) {}
   void perturb(const ParamInfo& p, const at::Tensor& theta, const std::vector<DirTerm>& terms,
                at::Tensor out) override;
+  // delta: not supported (the low-rank SR kernel reports no codes): zoff::Error.
   void update(const ParamInfo& p, at::Tensor theta, const std::vector<DirTerm>& terms, double decay,
-              uint64_t sr_seed) override;
+              uint64_t sr_seed, const k::DeltaOut* delta = nullptr) override;
   int64_t state_bytes() const override;
   // U and V of parameter p for `basis` on `device` (cached).
   std::pair<at::Tensor, at::Tensor> basis(const ParamInfo& p, int64_t basis, const at::Device& device);

@@ -57,6 +57,13 @@ class ZoOptimizer {
   void apply_update(const GroupLayout& g, const at::Tensor& flat) const { apply_update(pending_, g, flat); }
   // Applies an earlier pending update `u` (the deferred update site replays them).
   void apply_update(const PendingUpdate& u, const GroupLayout& g, const at::Tensor& flat) const;
+  // As apply_update, also reporting the change of the whole flat buffer (Note [Delta write-back]):
+  // group_delta describes element 0 of `flat` (index_base 0); each parameter gets its slice.
+  // Needs delta_ok(pending()).
+  void apply_update(const GroupLayout& g, const at::Tensor& flat, const k::DeltaOut& group_delta) const;
+  // Whether pending update u can be applied with a delta: directions that support it, and one
+  // kernel pass (at most k::kMaxTerms terms).
+  bool delta_ok(const PendingUpdate& u) const;
   Directions& directions() { return *dirs_; }
   void replace_directions(std::unique_ptr<Directions> d) { dirs_ = std::move(d); }
   const OptimizerConfig& config() const { return cfg_; }
@@ -79,6 +86,9 @@ class ZoOptimizer {
   std::unique_ptr<Directions> dirs_;
   PendingUpdate pending_;
   int64_t step_ = -1;  // step of the open request
+
+ private:
+  void apply_impl(const PendingUpdate& u, const GroupLayout& g, const at::Tensor& flat, const k::DeltaOut* gd) const;
 };
 
 // Validates cfg (InputError naming `source` and the key) and builds the optimizer. `dirs`

@@ -16,6 +16,11 @@ namespace zoff {
 enum class UpdateSite { Gpu, Cpu, Deferred };
 // The format blocks travel in over PCIe. Same = the storage dtype.
 enum class TransferFormat { Same, BF16, F16, FP8 };
+// How the GPU update site returns an updated block to its host master (Note [Delta write-back],
+// kernels/delta.h): Dense copies the whole block D2H; Delta sends 2-bit change codes and an
+// exception list that the host applies (16-bit masters only). Auto: Delta where it applies
+// (resolved by the config loader).
+enum class WriteBack { Auto, Dense, Delta };
 
 struct OffloadPolicy {
   std::string name = "all-resident";
@@ -30,10 +35,15 @@ struct OffloadPolicy {
   UpdateSite update_site = UpdateSite::Gpu;
   bool pin_memory = true;            // pinned host buffers (pageable fallback warns)
   int deferred_max_lag = 4;          // Deferred site: most updates a block's master may lag by
+  WriteBack write_back = WriteBack::Auto;  // GPU site only
+  int64_t delta_list_divisor = 64;   // Delta: exception list capacity = numel / this per block
 };
 
 const char* update_site_name(UpdateSite s);
 const char* transfer_format_name(TransferFormat f);
+const char* write_back_name(WriteBack w);
+// Whether streamed blocks return by delta write-back under p (Auto counts as Delta where it can).
+bool uses_delta_write_back(const OffloadPolicy& p);
 // "12GiB", "500MiB", "1.5GB", "123456" -> bytes; InputError on anything else (message names `what`).
 int64_t parse_byte_size(const std::string& s, const std::string& what);
 std::string format_bytes(int64_t bytes);  // "12.00 GiB"

@@ -35,8 +35,9 @@ class ZoStep {
   // pass of a step). keep_rows: also keep per-row losses (classification scoring).
   void begin_pass(const StepRequest& req, const StepBatch& batch, bool apply_pending, bool keep_rows = false);
   // apply_here = false: this group's pending update was already applied elsewhere (the host
-  // master at the CPU update site).
-  void visit(int group, const at::Tensor& flat, bool apply_here = true);
+  // master at the CPU update site). delta != nullptr: the update also reports its change for
+  // the whole flat buffer (Note [Delta write-back]; the optimizer must have delta_ok).
+  void visit(int group, const at::Tensor& flat, bool apply_here = true, const k::DeltaOut* delta = nullptr);
   bool done() const { return next_group_ == model_.num_groups(); }
   // After the head: mean loss per forward (one host sync). Clears the applied pending update.
   std::vector<double> losses();

@@ -141,4 +141,10 @@ void CudaStreamDevice::synchronize_all() {
   for (cudaStream_t s : streams_) ZOFF_CUDA_CHECK(cudaStreamSynchronize(s));
 }
 
+void* CudaStreamDevice::mapped_pointer(void* host) {
+  void* d = nullptr;
+  ZOFF_CUDA_CHECK(cudaHostGetDevicePointer(&d, host, 0));
+  return d;
+}
+
 }  // namespace zoff

@@ -8,7 +8,7 @@ namespace zoff::detail {
 
 void* cuda_host_alloc(size_t bytes, const char** err) {
   void* p = nullptr;
-  cudaError_t e = cudaHostAlloc(&p, bytes, cudaHostAllocDefault);
+  cudaError_t e = cudaHostAlloc(&p, bytes, cudaHostAllocMapped | cudaHostAllocPortable);
   if (e != cudaSuccess) {
     (void)cudaGetLastError();  // clear the non-sticky error so later calls do not see it
     *err = cudaGetErrorString(e);
@@ -24,7 +24,8 @@ void cuda_host_free(void* p) {
 }
 
 bool cuda_host_register(void* p, size_t bytes, const char** err) {
-  cudaError_t e = cudaHostRegister(p, bytes, cudaHostRegisterDefault);
+  // Mapped: kernels may store to it directly (Note [Delta write-back]); portable: any device.
+  cudaError_t e = cudaHostRegister(p, bytes, cudaHostRegisterMapped | cudaHostRegisterPortable);
   if (e != cudaSuccess) {
     (void)cudaGetLastError();
     *err = cudaGetErrorString(e);

@@ -9,6 +9,22 @@
 
 namespace zoff {
 
+const char* write_back_name(WriteBack w) {
+  switch (w) {
+    case WriteBack::Auto: return "auto";
+    case WriteBack::Dense: return "dense";
+    case WriteBack::Delta: return "delta";
+  }
+  return "?";
+}
+
+bool uses_delta_write_back(const OffloadPolicy& p) {
+  return p.offload && p.update_site == UpdateSite::Gpu && p.write_back != WriteBack::Dense &&
+         p.storage_dtype != DType::F32 &&
+         (p.transfer == TransferFormat::Same || (p.transfer == TransferFormat::BF16 && p.storage_dtype == DType::BF16) ||
+          (p.transfer == TransferFormat::F16 && p.storage_dtype == DType::F16));
+}
+
 const char* update_site_name(UpdateSite s) {
   switch (s) {
     case UpdateSite::Gpu: return "gpu";

@@ -126,6 +126,34 @@ void Loader::check_policy() {
            "basis does not allow. Use update_site = \"gpu\" or \"cpu\" with optimizer.kind = \"subzero\"");
     }
   }
+  // Note [Delta write-back] (kernels/delta.h): codes describe 16-bit bit patterns, the element-wise
+  // update kernel writes them, and only the GPU site writes blocks back.
+  const bool gpu_site = p.offload && p.update_site == UpdateSite::Gpu;
+  const bool subzero = cfg_.optimizer.kind == OptimizerKind::SubZero;
+  if (p.write_back == WriteBack::Delta) {
+    if (!gpu_site) {
+      auto [o, key] = later("policy.write_back", "policy.update_site");
+      fail(o, key,
+           std::string("write_back = \"delta\" is how the GPU update site returns streamed blocks, but ") +
+               (p.offload ? "update_site = \"" + std::string(update_site_name(p.update_site)) + "\""
+                          : std::string("offload = false")) +
+               ". Use write_back = \"auto\" or \"dense\"");
+    }
+    if (p.storage_dtype == DType::F32) {
+      auto [o, key] = later("policy.write_back", "policy.storage_dtype");
+      fail(o, key,
+           "write_back = \"delta\" needs a 16-bit master (storage_dtype = \"bf16\" or \"fp16\"): an fp32 "
+           "update moves most elements by several ulps. Use write_back = \"dense\" or \"auto\"");
+    }
+    if (subzero) {
+      auto [o, key] = later("policy.write_back", "optimizer.kind");
+      fail(o, key,
+           "write_back = \"delta\" needs element-wise update kernels; SubZero's low-rank updates report no "
+           "change codes. Use write_back = \"dense\" or \"auto\" with optimizer.kind = \"subzero\"");
+    }
+  }
+  if (p.write_back == WriteBack::Auto)
+    cfg_.policy.write_back = gpu_site && p.storage_dtype != DType::F32 && !subzero ? WriteBack::Delta : WriteBack::Dense;
 }
 
 void Loader::check_cross_fields() {

@@ -208,6 +208,14 @@ std::vector<Field> build_fields() {
       [](const RunConfig& c) { return update_site_name(c.policy.update_site); }));
   f.push_back(boolean("policy", "pin_memory", ACC(policy.pin_memory)));
   f.push_back(integer("policy", "deferred_max_lag", ACC(policy.deferred_max_lag), 1, 64));
+  f.push_back(enum_choice(
+      "policy", "write_back", {"auto", "dense", "delta"}, {},
+      [](RunConfig& c, const std::string& s) {
+        c.policy.write_back = s == "dense" ? WriteBack::Dense : s == "delta" ? WriteBack::Delta : WriteBack::Auto;
+      },
+      [](const RunConfig& c) { return write_back_name(c.policy.write_back); }));
+  f.push_back(integer("policy", "delta_list_divisor", ACC(policy.delta_list_divisor), 1, 1 << 20,
+                      "exception list capacity = block elements / this"));
 
   // [optimizer]
   f.push_back(enum_choice(

@@ -52,8 +52,8 @@ void ElementwiseDirections::perturb_mirror(const ParamInfo& p, const at::Tensor&
   dispatch_zo_perturb(a, theta.device());
 }
 
-void ElementwiseDirections::update(const ParamInfo& p, at::Tensor theta,
-                                   const std::vector<DirTerm>& terms, double decay, uint64_t sr_seed) {
+void ElementwiseDirections::update(const ParamInfo& p, at::Tensor theta, const std::vector<DirTerm>& terms,
+                                   double decay, uint64_t sr_seed, const k::DeltaOut* delta) {
   ZOFF_CHECK(theta.is_contiguous(), "update: ", p.name, " must be contiguous");
   auto kt = to_kernel_terms(terms);
   k::UpdateArgs a{};
@@ -66,6 +66,7 @@ void ElementwiseDirections::update(const ParamInfo& p, at::Tensor theta,
   a.nterms = int(kt.size());
   a.decay = float(decay);
   a.sr_seed = theta.scalar_type() == at::kFloat ? 0 : sr_seed;
+  a.delta = delta;
   dispatch_zo_update(a, theta.device());
 }
 
@@ -186,7 +187,8 @@ void LowRankDirections::perturb(const ParamInfo& p, const at::Tensor& theta,
 }
 
 void LowRankDirections::update(const ParamInfo& p, at::Tensor theta, const std::vector<DirTerm>& terms,
-                               double decay, uint64_t sr_seed) {
+                               double decay, uint64_t sr_seed, const k::DeltaOut* delta) {
+  ZOFF_CHECK(delta == nullptr, "SubZero: ", p.name, ": low-rank updates report no delta (Note [Delta write-back])");
   if (!is_low_rank(p)) return elementwise_.update(p, theta, terms, decay, sr_seed);
   const bool any = std::any_of(terms.begin(), terms.end(), [](const DirTerm& t) { return t.coeff != 0; });
   // Decay alone (every coefficient 0): zo_update with no terms rounds theta * (1 - decay) the same way.

@@ -29,12 +29,36 @@ double ZoOptimizer::lr_at(int64_t t) const {
 }
 
 void ZoOptimizer::apply_update(const PendingUpdate& u, const GroupLayout& g, const at::Tensor& flat) const {
+  apply_impl(u, g, flat, nullptr);
+}
+
+bool ZoOptimizer::delta_ok(const PendingUpdate& u) const {
+  return dirs_->supports_delta() && int(u.terms.size()) <= k::kMaxTerms;
+}
+
+void ZoOptimizer::apply_update(const GroupLayout& g, const at::Tensor& flat, const k::DeltaOut& group_delta) const {
+  if (pending_.empty()) return;
+  ZOFF_CHECK(delta_ok(pending_), name(), ": this update cannot report a delta (", pending_.terms.size(), " terms)");
+  ZOFF_CHECK(flat.scalar_type() != at::kFloat, "delta write-back needs a 16-bit master");
+  apply_impl(pending_, g, flat, &group_delta);
+}
+
+void ZoOptimizer::apply_impl(const PendingUpdate& u, const GroupLayout& g, const at::Tensor& flat,
+                             const k::DeltaOut* gd) const {
   if (u.empty()) return;
   // Stochastic rounding bits of this update: keyed by the step, distinct from every z seed.
   const uint64_t sr_seed = k::step_seed(seed_ ^ 0x5E5E5E5E5E5E5E5Eull, uint64_t(u.step), 0x5);
   for (size_t i = 0; i < g.params.size(); ++i) {
     const ParamInfo& p = g.params[i];
-    dirs_->update(p, param_view(g, int(i), flat), u.terms, p.decays() ? u.decay : 0.0, sr_seed | 1);
+    k::DeltaOut d{};
+    if (gd != nullptr) {  // parameter offsets are 16-byte aligned (Note [Parameter groups]): multiples of 4
+      d = *gd;
+      d.codes = gd->codes + p.offset / 4;
+      d.overflow = gd->overflow + p.offset;
+      d.index_base = gd->index_base + p.offset;
+    }
+    dirs_->update(p, param_view(g, int(i), flat), u.terms, p.decays() ? u.decay : 0.0, sr_seed | 1,
+                  gd != nullptr ? &d : nullptr);
   }
 }
 

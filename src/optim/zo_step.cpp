@@ -193,14 +193,17 @@ void ZoStep::begin_pass(const StepRequest& req, const StepBatch& batch, bool app
     }
 }
 
-void ZoStep::visit(int g, const at::Tensor& flat, bool apply_here) {
+void ZoStep::visit(int g, const at::Tensor& flat, bool apply_here, const k::DeltaOut* delta) {
   ZOFF_CHECK(g == next_group_, "visit order: expected group ", next_group_, ", got ", g);
   const bool fp8 = flat.scalar_type() == at::kByte;
   ZOFF_CHECK(fp8 ? flat.numel() >= model_.group(g).numel : flat.numel() == model_.group(g).numel, "group ", g,
              " buffer has the wrong size");
   ZOFF_CHECK(!(fp8 && apply_pending_ && apply_here), "group ", g,
              ": an fp8 transfer copy cannot take the update (fp8 transfers need update_site = cpu)");
-  if (apply_pending_ && apply_here) opt_->apply_update(model_.group(g), flat);
+  if (apply_pending_ && apply_here) {
+    if (delta != nullptr) opt_->apply_update(model_.group(g), flat, *delta);
+    else opt_->apply_update(model_.group(g), flat);
+  }
   src_->set_flat(g, flat);
   const int L = model_.num_layers();
   for (size_t f = 0; f < req_.forwards.size(); ++f) {

@@ -6,7 +6,12 @@
 #include <future>
 #include <thread>
 
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+
 #include "offload/block_store.h"
+#include "offload/delta_buffers.h"
 #include "offload/executor.h"
 #include "offload/host_stream_device.h"
 #include "offload/plan.h"
@@ -123,10 +128,12 @@ class OffloadEngine : public Engine {
       deferred_ = std::make_unique<DeferredUpdates>(m, *store_, *dev_, plan_.streamed, pol.deferred_max_lag);
       catchup_.resize(size_t(L));
     }
+    if (any_streamed && uses_delta_write_back(pol) && !store_->has_transfer_copy()) make_delta_buffers();
   }
 
   ~OffloadEngine() override {
     if (host_updates_.valid()) host_updates_.wait();
+    finish_delta_applies(true);
   }
 
   void run_pass(ZoStep& step, ZoOptimizer* opt, bool apply_pending) override {
@@ -137,16 +144,38 @@ class OffloadEngine : public Engine {
     sync_current_stream(o_.device);
     if (deferred_) return run_deferred_pass(step, opt, apply_pending);
     const bool cpu_site = pol_.update_site == UpdateSite::Cpu;
-    const bool host_update = apply_pending && cpu_site && opt && !opt->pending().empty();
+    const bool updates = apply_pending && opt && !opt->pending().empty();
+    const bool host_update = updates && cpu_site;
     if (host_update) start_host_updates(*opt);
+    // Note [Write-back per pass]: a pass that applies no update changes no slot (perturbations go
+    // to scratch buffers), so nothing goes back; an update goes back as a delta where it can.
+    WriteBackSpec wb;
+    wb.mode = !updates ? WriteBackMode::Skip
+              : delta_ && opt->delta_ok(opt->pending()) ? WriteBackMode::Delta
+                                                        : WriteBackMode::Dense;
+    last_write_back_ = cpu_site ? WriteBackMode::Skip : wb.mode;
+    if (wb.mode == WriteBackMode::Delta) start_delta_applies(wb);
     dev_->launch(StreamId::Compute, [&] { step.visit(m_.embed_group(), embed_); }, -1);
     auto compute = [&](int b, at::Tensor buf) {
-      step.visit(m_.layer_group(b), buf, !cpu_site || resident_->is_resident(b));
+      const bool res = resident_->is_resident(b);
+      if (wb.mode == WriteBackMode::Delta && !res) {
+        const int k = plan_.slot_of_block[size_t(b)];
+        delta_->zero_counter(k);
+        const k::DeltaOut d = delta_->out(b, k);
+        return step.visit(m_.layer_group(b), buf, true, &d);
+      }
+      step.visit(m_.layer_group(b), buf, !cpu_site || res);
     };
     auto wait = [&](int b) { wait_host_update(b); };
-    exec_->run_step(plan_, compute, host_update ? HostUpdateWaitFn(wait) : HostUpdateWaitFn(skip_wait_));
-    dev_->launch(StreamId::Compute, [&] { step.visit(m_.head_group(), head_); }, -1);
-    dev_->synchronize_all();
+    try {
+      exec_->run_step(plan_, compute, host_update ? HostUpdateWaitFn(wait) : HostUpdateWaitFn(skip_wait_), {}, wb);
+      dev_->launch(StreamId::Compute, [&] { step.visit(m_.head_group(), head_); }, -1);
+      dev_->synchronize_all();
+    } catch (...) {
+      finish_delta_applies(true);
+      throw;
+    }
+    finish_delta_applies(false);
     if (host_updates_.valid()) host_updates_.get();
   }
 
@@ -206,7 +235,20 @@ class OffloadEngine : public Engine {
       h2d += store_->transfer_bytes(b);
       if (pol_.update_site == UpdateSite::Gpu) d2h += store_->transfer_bytes(b);
     }
+    if (last_write_back_ != WriteBackMode::Dense) d2h = 0;
+    if (last_write_back_ == WriteBackMode::Delta) {
+      for (int b : plan_.streamed) d2h += (store_->numel(b) + 3) / 4 + int64_t(DeltaBuffers::kCountBytes);
+      d2h += pass_exceptions_ * int64_t(sizeof(k::DeltaEntry));
+    }
     nlohmann::json j = {{"h2d_bytes", h2d}, {"d2h_bytes", d2h}, {"host_wait_ms", exec_->host_wait_ms()}};
+    if (pol_.update_site == UpdateSite::Gpu && !plan_.streamed.empty()) {
+      j["write_back"] = last_write_back_ == WriteBackMode::Delta ? "delta"
+                        : last_write_back_ == WriteBackMode::Dense ? "dense" : "none";
+      if (delta_) {
+        j["delta_exceptions"] = pass_exceptions_;
+        j["delta_apply_wait_ms"] = delta_wait_ms_;
+      }
+    }
     if (deferred_) {
       j["deferred_max_lag"] = deferred_->max_lag_seen();
       j["deferred_host_updates"] = deferred_->host_updates();
@@ -286,6 +328,84 @@ class OffloadEngine : public Engine {
   }
   void wait_host_update(int b) { futures_.at(size_t(b)).get(); }
 
+  // Note [Delta buffers] (offload/delta_buffers.h). Falls back to the dense write-back, with a
+  // warning, where the device cannot store into the masters or the host lacks the memory.
+  void make_delta_buffers() {
+    if (!o_.device.is_cpu() && !store_->all_pinned()) {
+      log::warn("offload: the host masters are not pinned, so the device cannot write deltas into them; "
+                "streamed blocks go back whole (policy.write_back = \"dense\")");
+      return;
+    }
+    int64_t need = 0;
+    for (int b : plan_.streamed)
+      need += (store_->numel(b) + 3) / 4 + (store_->numel(b) + pol_.delta_list_divisor - 1) / pol_.delta_list_divisor * 8;
+    const int64_t avail = host_memory_available();
+    if (avail >= 0 && need > avail) {
+      log::warn("offload: the delta write-back needs {} of host memory for codes and exception lists but {} "
+                "are available; streamed blocks go back whole (policy.write_back = \"dense\")",
+                format_bytes(need), format_bytes(avail));
+      return;
+    }
+    delta_ = std::make_unique<DeltaBuffers>(*dev_, *store_, plan_.streamed, pol_.num_slots, pol_.delta_list_divisor,
+                                            pol_.pin_memory);
+  }
+
+  // One host thread per delta pass applies each streamed block's change to its master once the
+  // block's Offload (the count copy) completed, in plan order; run_pass joins it after the
+  // device is done, so the next pass's uploads read updated masters.
+  void start_delta_applies(WriteBackSpec& wb) {
+    {
+      std::lock_guard<std::mutex> lk(apply_mu_);
+      apply_queue_.clear();
+      apply_stop_ = false;
+    }
+    pass_exceptions_ = 0;
+    delta_wait_ms_ = 0;
+    wb.count_bytes = DeltaBuffers::kCountBytes;
+    wb.count_src = [this](int k) { return delta_->device_count(k); };
+    wb.count_dst = [this](int b) { return delta_->host_count(b); };
+    wb.offload_issued = [this](int b, EventId e) {
+      std::lock_guard<std::mutex> lk(apply_mu_);
+      apply_queue_.push_back({b, e});
+      apply_cv_.notify_one();
+    };
+    const size_t n = plan_.streamed.size();
+    applies_ = std::async(std::launch::async, [this, n] {
+      for (size_t i = 0; i < n; ++i) {
+        std::pair<int, EventId> item;
+        {
+          std::unique_lock<std::mutex> lk(apply_mu_);
+          apply_cv_.wait(lk, [&] { return apply_stop_ || !apply_queue_.empty(); });
+          if (apply_queue_.empty()) return;  // stopped
+          item = apply_queue_.front();
+          apply_queue_.pop_front();
+        }
+        dev_->host_wait(item.second);
+        pass_exceptions_ += delta_->apply(item.first);
+      }
+    });
+  }
+
+  // Joins the apply thread. After an error while issuing, wakes it so it can stop early.
+  void finish_delta_applies(bool failed) {
+    if (!applies_.valid()) return;
+    if (failed) {
+      {
+        std::lock_guard<std::mutex> lk(apply_mu_);
+        apply_stop_ = true;
+      }
+      apply_cv_.notify_all();
+      try {
+        applies_.get();
+      } catch (...) {
+      }
+      return;
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    applies_.get();
+    delta_wait_ms_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  }
+
   const Model& m_;
   EngineOptions o_;
   OffloadPolicy pol_;
@@ -302,6 +422,15 @@ class OffloadEngine : public Engine {
   std::vector<std::shared_future<void>> futures_;
   std::future<void> host_updates_;
   HostUpdateWaitFn skip_wait_ = [](int) {};
+  std::unique_ptr<DeltaBuffers> delta_;  // GPU site with delta write-back only
+  WriteBackMode last_write_back_ = WriteBackMode::Dense;
+  std::mutex apply_mu_;
+  std::condition_variable apply_cv_;
+  std::deque<std::pair<int, EventId>> apply_queue_;
+  bool apply_stop_ = false;
+  std::future<void> applies_;
+  int64_t pass_exceptions_ = 0;
+  double delta_wait_ms_ = 0;
 };
 
 }  // namespace

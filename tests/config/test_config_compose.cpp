@@ -170,3 +170,19 @@ TEST(ConfigCompose, InlinePolicyWithoutANameIsCustom) {
   std::string plain = d.write("plain.toml", "[model]\npreset = \"models/tiny.toml\"\n[data]\nmax_length = 16\n");
   EXPECT_EQ(load_run_config(plain).policy.name, "all-resident");  // the default policy
 }
+
+// policy.write_back = "auto" resolves to delta exactly where it applies (Note [Delta write-back]).
+TEST(ConfigCompose, AutoWriteBackResolves) {
+  ScratchDir d;
+  d.write("models/tiny.toml", kTinyOpt);
+  auto resolved = [&](const std::string& extra) {
+    std::string run = d.write("wb.toml", "[model]\npreset = \"models/tiny.toml\"\n[data]\nmax_length = 16\n" + extra);
+    return write_back_name(load_run_config(run).policy.write_back);
+  };
+  EXPECT_STREQ(resolved("[policy]\noffload = true\nstorage_dtype = \"bf16\"\n"), "delta");
+  EXPECT_STREQ(resolved("[policy]\noffload = true\nstorage_dtype = \"fp16\"\n"), "delta");
+  EXPECT_STREQ(resolved("[policy]\noffload = true\n"), "dense");  // fp32 master
+  EXPECT_STREQ(resolved("[policy]\noffload = true\nstorage_dtype = \"bf16\"\nupdate_site = \"cpu\"\n"), "dense");
+  EXPECT_STREQ(resolved("[optimizer]\nkind = \"subzero\"\n[policy]\noffload = true\nstorage_dtype = \"bf16\"\n"), "dense");
+  EXPECT_STREQ(resolved("[policy]\noffload = true\nstorage_dtype = \"bf16\"\nwrite_back = \"dense\"\n"), "dense");
+}

@@ -103,6 +103,15 @@ TEST(ConfigErrors, OutOfRangeValues) {
        "SubZero's resampled low-rank basis"},
       {"[policy]\ndeferred_max_lag = 0\n", "policy.deferred_max_lag", "must be >= 1"},
       {"[policy]\nupdate_site = \"later\"\n", "policy.update_site", "expected one of: gpu, cpu, deferred"},
+      {"[policy]\nwrite_back = \"sparse\"\n", "policy.write_back", "expected one of: auto, dense, delta"},
+      {"[policy]\nwrite_back = \"delta\"\nstorage_dtype = \"bf16\"\n", "policy.write_back",
+       "is how the GPU update site returns streamed blocks, but offload = false"},
+      {"[policy]\noffload = true\nupdate_site = \"cpu\"\nstorage_dtype = \"bf16\"\nwrite_back = \"delta\"\n",
+       "policy.write_back", "update_site = \"cpu\""},
+      {"[policy]\noffload = true\nwrite_back = \"delta\"\n", "policy.write_back", "needs a 16-bit master"},
+      {"[optimizer]\nkind = \"subzero\"\n[policy]\noffload = true\nstorage_dtype = \"bf16\"\nwrite_back = \"delta\"\n",
+       "policy.write_back", "SubZero's low-rank updates report no change codes"},
+      {"[policy]\ndelta_list_divisor = 0\n", "policy.delta_list_divisor", "must be >= 1"},
   };
   int i = 0;
   for (auto& c : cases) {

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/host/zo_host.h"
 #include "kernels/lowrank.h"
 #include "kernels/ref/scalar.h"
 #include "kernels/zo_kernels.h"
@@ -405,6 +406,137 @@ TEST(KernelsGpu, LowRankSrMatchesReferenceBitForBit) {
           EXPECT_GT(moved, 0);
         }
       }
+}
+
+// Mapped pinned host memory the kernel stores to directly (Note [Delta write-back]).
+struct MappedBuf {
+  explicit MappedBuf(size_t bytes) { CK(cudaHostAlloc(&p_, bytes + 16, cudaHostAllocMapped)); std::memset(p_, 0, bytes + 16); }
+  ~MappedBuf() { cudaFreeHost(p_); }
+  MappedBuf(const MappedBuf&) = delete;
+  MappedBuf& operator=(const MappedBuf&) = delete;
+  template <typename T>
+  T* dev() const {
+    void* d = nullptr;
+    CK(cudaHostGetDevicePointer(&d, p_, 0));
+    return static_cast<T*>(d);
+  }
+  void* p_ = nullptr;
+};
+
+// Small weights (like a model's) and MeZO-sized coefficients, so all four codes occur.
+std::vector<uint8_t> weight_bits(Elem e, int64_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> ud(-0.035f, 0.035f);
+  std::vector<uint8_t> v(size_t(n) * 2);
+  for (int64_t i = 0; i < n; ++i) {
+    const uint16_t b = e == Elem::F16 ? ref::float_to_f16_rne(ud(rng)) : ref::float_to_bf16_rne(ud(rng));
+    std::memcpy(v.data() + i * 2, &b, 2);
+  }
+  return v;
+}
+
+// zo_update with a delta output on the GPU: theta, the codes and the count equal the reference's;
+// every exception is reported exactly once (in the list, or past capacity in the overflow buffer);
+// and apply_delta_host turns the old master into the new theta bit for bit.
+TEST(KernelsGpu, ZoUpdateDeltaMatchesReference) {
+  const uint64_t pid = param_id("model.layers.3.mlp.down_proj.weight");
+  struct Cfg {
+    int nterms;
+    uint64_t sr;
+    int64_t first;
+    size_t off;
+    int64_t cap_div;  // capacity = n / cap_div + 1; 0: capacity 0
+  };
+  int64_t exceptions_seen = 0, overflow_seen = 0;
+  for (int64_t n : kSizes)
+    for (Elem e : {Elem::F16, Elem::BF16})
+      for (Dist d : {Dist::Gaussian, Dist::Rademacher})
+        for (Cfg c : {Cfg{1, 0x5eedull, 0, 0, 8}, Cfg{8, 0x77ull, 0, 0, 8}, Cfg{1, 0, 0, 0, 8},
+                      Cfg{2, 19, 4, 2, 8},          // misaligned pointer: all scalar
+                      Cfg{1, 23, 8, 0, 100000},     // tiny list: overflow path
+                      Cfg{1, 29, 0, 0, 0}}) {       // no list at all
+          const std::string what = "n " + std::to_string(n) + " elem " + std::to_string(int(e)) + " dist " +
+                                   std::to_string(int(d)) + " nterms " + std::to_string(c.nterms) + " sr " +
+                                   std::to_string(c.sr) + " first " + std::to_string(c.first) + " off " +
+                                   std::to_string(c.off) + " cap_div " + std::to_string(c.cap_div);
+          SCOPED_TRACE(what);
+          const std::vector<uint8_t> old = weight_bits(e, n, uint32_t(n * 3 + c.nterms));
+          std::vector<ZTerm> terms;
+          for (int k = 0; k < c.nterms; ++k) terms.push_back({step_seed(11, 5, uint64_t(k)), (k % 2 ? -3e-5f : 3e-5f)});
+          const int64_t cap = c.cap_div == 0 ? 0 : n / c.cap_div + 1;
+          const size_t code_bytes = size_t((n + 3) / 4);
+          // GPU run
+          DevBuf buf(old.size());
+          void* dp = buf.at(c.off);
+          CK(cudaMemcpy(dp, old.data(), old.size(), cudaMemcpyHostToDevice));
+          MappedBuf codes(code_bytes), list(size_t(cap) * sizeof(DeltaEntry)), master(old.size());
+          std::memcpy(master.p_, old.data(), old.size());
+          std::memset(codes.p_, 0xAB, code_bytes);  // poisoned: every byte must be written
+          unsigned long long* dcount = nullptr;
+          CK(cudaMalloc(&dcount, sizeof(unsigned long long)));
+          CK(cudaMemset(dcount, 0, sizeof(unsigned long long)));
+          DeltaOut dout{codes.dev<uint8_t>(), cap ? list.dev<DeltaEntry>() : nullptr, cap, dcount,
+                        master.dev<uint16_t>(), 0};
+          UpdateArgs a{dp, e, n, pid, d, terms.data(), c.nterms, 0.0f, c.sr};
+          a.first = c.first;
+          a.delta = &dout;
+          zo_update(a, nullptr);
+          CK(cudaDeviceSynchronize());
+          std::vector<uint8_t> gpu(old.size());
+          CK(cudaMemcpy(gpu.data(), dp, gpu.size(), cudaMemcpyDeviceToHost));
+          unsigned long long gcount = 0;
+          CK(cudaMemcpy(&gcount, dcount, sizeof(gcount), cudaMemcpyDeviceToHost));
+          CK(cudaFree(dcount));
+          // Reference run
+          std::vector<uint8_t> cpu = old, rcodes(code_bytes, 0), rmaster = old;
+          std::vector<DeltaEntry> rlist(size_t(std::max<int64_t>(cap, 1)));
+          unsigned long long rcount = 0;
+          DeltaOut rout{rcodes.data(), rlist.data(), cap, &rcount, reinterpret_cast<uint16_t*>(rmaster.data()), 0};
+          a.theta = cpu.data();
+          a.delta = &rout;
+          ref::zo_update(a);
+          compare(e, gpu, cpu, n, what);
+          ASSERT_EQ(gcount, rcount);
+          const uint8_t* gc = static_cast<const uint8_t*>(codes.p_);
+          int64_t code_bad = 0;
+          for (size_t j = 0; j < code_bytes; ++j) code_bad += gc[j] != rcodes[j];
+          EXPECT_EQ(code_bad, 0) << "code bytes differ";
+          // Each exception once: in the list with its new bits, or (past capacity) in the master.
+          const uint16_t* o16 = reinterpret_cast<const uint16_t*>(old.data());
+          const uint16_t* n16 = reinterpret_cast<const uint16_t*>(gpu.data());
+          const uint16_t* m16 = static_cast<const uint16_t*>(master.p_);
+          std::vector<int> listed(size_t(n), 0);
+          const DeltaEntry* gl = static_cast<const DeltaEntry*>(list.p_);
+          for (int64_t s = 0; s < std::min<int64_t>(int64_t(gcount), cap); ++s) {
+            ASSERT_LT(int64_t(gl[s].index), n);
+            ++listed[gl[s].index];
+            EXPECT_EQ(gl[s].bits, n16[gl[s].index]) << "entry " << s;
+          }
+          int64_t exc = 0, bad = 0;
+          for (int64_t i = 0; i < n; ++i) {
+            const uint32_t code = (gc[i / 4] >> (2 * (i % 4))) & 3u;
+            if (code != kDeltaException) {
+              bad += listed[size_t(i)] != 0 || m16[i] != o16[i];
+              continue;
+            }
+            ++exc;
+            bad += listed[size_t(i)] + (m16[i] != o16[i] ? 1 : 0) != 1 || (m16[i] != o16[i] && m16[i] != n16[i]);
+          }
+          EXPECT_EQ(bad, 0) << "exceptions reported wrongly";
+          EXPECT_EQ(exc, int64_t(gcount));
+          exceptions_seen += exc;
+          overflow_seen += std::max<int64_t>(0, exc - cap);
+          // Round trip through the host apply.
+          ApplyDeltaArgs ap{static_cast<uint16_t*>(master.p_), static_cast<uint8_t*>(codes.p_), n, gl,
+                            std::min<int64_t>(int64_t(gcount), cap)};
+          apply_delta_host(ap);
+          EXPECT_EQ(std::memcmp(master.p_, gpu.data(), gpu.size()), 0) << "apply_delta did not rebuild theta";
+          int64_t left = 0;
+          for (size_t j = 0; j < code_bytes; ++j) left += gc[j] != 0;
+          EXPECT_EQ(left, 0) << "codes not cleared";
+        }
+  EXPECT_GT(exceptions_seen, 0);
+  EXPECT_GT(overflow_seen, 0);
 }
 
 TEST(KernelsGpu, BadArgumentsThrowBeforeLaunch) {

@@ -210,5 +210,45 @@ TEST(Executor, RejectsMismatchedSetup) {
   EXPECT_THROW(bf.exec->run_step(gpu, [](int, at::Tensor) {}), Error);
 }
 
+// Write-back modes (Note [Delta write-back]): Skip leaves the masters alone; Delta copies only the
+// count word of each streamed block's slot to its destination and reports every Offload once, in
+// plan order, with an event that completes after that copy.
+TEST(Executor, WriteBackSkipAndDelta) {
+  HostStreamDevice dev;
+  const int B = 5;
+  Rig rig(dev, {B, 2, 1, spread_resident(B, 1), UpdateSite::Gpu}, {DType::F32, TransferFormat::Same, false});
+  test::fill_initial(*rig.store);
+  rig.resident->load_from_host();
+  WriteBackSpec skip;
+  skip.mode = WriteBackMode::Skip;
+  rig.exec->run_step(rig.plan, [](int, at::Tensor buf) { buf.add_(1.0); }, {}, {}, skip);
+  for (int b : rig.plan.streamed) EXPECT_EQ(test::mismatches(*rig.store, b, 0.f), 0) << "skip wrote block " << b;
+
+  uint64_t src[2] = {0, 0}, dst[B] = {};
+  std::vector<int> issued;
+  WriteBackSpec delta;
+  delta.mode = WriteBackMode::Delta;
+  delta.count_bytes = sizeof(uint64_t);
+  delta.count_src = [&](int k) { return static_cast<const void*>(&src[k]); };
+  delta.count_dst = [&](int b) { return static_cast<void*>(&dst[b]); };
+  delta.offload_issued = [&](int b, EventId e) {
+    issued.push_back(b);
+    dev.host_wait(e);
+    EXPECT_EQ(dst[b], uint64_t(100 + b)) << "the event completed before block " << b << "'s count arrived";
+  };
+  rig.exec->run_step(
+      rig.plan,
+      [&](int b, at::Tensor buf) {
+        buf.add_(1.0);
+        if (rig.plan.slot_of_block[size_t(b)] >= 0) src[rig.plan.slot_of_block[size_t(b)]] = uint64_t(100 + b);
+      },
+      {}, {}, delta);
+  EXPECT_EQ(issued, rig.plan.streamed);
+  for (int b : rig.plan.streamed) EXPECT_EQ(test::mismatches(*rig.store, b, 0.f), 0) << "delta copied block " << b;
+  WriteBackSpec bad;
+  bad.mode = WriteBackMode::Delta;
+  EXPECT_THROW(rig.exec->run_step(rig.plan, [](int, at::Tensor) {}, {}, {}, bad), Error);
+}
+
 }  // namespace
 }  // namespace zoff

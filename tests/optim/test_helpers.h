@@ -48,7 +48,7 @@ class FileDirections : public Directions {
     out.copy_(acc.view(out.sizes()));
   }
   void update(const ParamInfo& p, at::Tensor theta, const std::vector<DirTerm>& terms, double decay,
-              uint64_t) override {
+              uint64_t, const k::DeltaOut*) override {
     at::Tensor acc = theta.to(at::kFloat) * float(1.0 - decay);
     for (auto& t : terms) acc += float(t.coeff) * z(p, theta.device());
     theta.copy_(acc);

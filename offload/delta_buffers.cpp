@@ -1,0 +1,83 @@
+// DeltaBuffers: host codes, exception lists and counts for the delta write-back (Note [Delta buffers]).
+#include "offload/delta_buffers.h"
+
+#include <algorithm>
+#include <string>
+
+#include "kernels/host/zo_host.h"
+#include "zoff/error.h"
+
+namespace zoff {
+
+DeltaBuffers::DeltaBuffers(StreamDevice& dev, BlockStore& store, const std::vector<int>& blocks, int num_slots,
+                           int64_t list_divisor, bool pin)
+    : store_(store) {
+  const int B = store.num_blocks();
+  ZOFF_CHECK(store.storage_dtype() != DType::F32 && !store.has_transfer_copy(),
+             "delta write-back needs 16-bit masters that travel as they are stored");
+  ZOFF_CHECK(list_divisor >= 1 && num_slots >= 1, "DeltaBuffers: list_divisor ", list_divisor, ", slots ", num_slots);
+  cap_.assign(size_t(B), 0);
+  index_.assign(size_t(B), -1);
+  mapped_.resize(size_t(B));
+  counts_ = HostBuffer(size_t(B) * kCountBytes, pin, "delta write-back counts");
+  host_bytes_ += int64_t(counts_.bytes());
+  for (int b : blocks) {
+    ZOFF_CHECK(b >= 0 && b < B && index_[size_t(b)] < 0, "DeltaBuffers: bad or repeated block ", b);
+    const int64_t n = store.numel(b);
+    ZOFF_CHECK(n < int64_t(0xFFFFFFFFll), "delta write-back: block ", b, " has ", n, " elements (list indices are 32-bit)");
+    const int64_t cap = std::max<int64_t>(1, (n + list_divisor - 1) / list_divisor);
+    const std::string name = "block " + std::to_string(b);
+    index_[size_t(b)] = int(codes_.size());
+    codes_.emplace_back(size_t((n + 3) / 4), pin, (name + " delta codes").c_str());
+    lists_.emplace_back(size_t(cap) * sizeof(k::DeltaEntry), pin, (name + " delta list").c_str());
+    cap_[size_t(b)] = cap;
+    host_bytes_ += int64_t(codes_.back().bytes() + lists_.back().bytes());
+    Mapped& m = mapped_[size_t(b)];
+    m.codes = static_cast<uint8_t*>(dev.mapped_pointer(codes_.back().data()));
+    m.list = static_cast<k::DeltaEntry*>(dev.mapped_pointer(lists_.back().data()));
+    m.master = static_cast<uint16_t*>(dev.mapped_pointer(store.data(b)));
+  }
+  counters_ = at::zeros({num_slots}, at::TensorOptions().dtype(at::kLong).device(dev.device()));
+  note_offload_allocation();
+}
+
+k::DeltaOut DeltaBuffers::out(int b, int k) const {
+  ZOFF_CHECK(b >= 0 && b < int(index_.size()) && index_[size_t(b)] >= 0, "DeltaBuffers: block ", b, " has no buffers");
+  ZOFF_CHECK(k >= 0 && k < counters_.numel(), "DeltaBuffers: slot ", k);
+  const Mapped& m = mapped_[size_t(b)];
+  k::DeltaOut d{};
+  d.codes = m.codes;
+  d.list = m.list;
+  d.capacity = cap_[size_t(b)];
+  d.count = reinterpret_cast<unsigned long long*>(counters_.data_ptr<int64_t>() + k);
+  d.overflow = m.master;
+  d.index_base = 0;
+  return d;
+}
+
+void DeltaBuffers::zero_counter(int k) { counters_.narrow(0, k, 1).zero_(); }
+
+const void* DeltaBuffers::device_count(int k) const { return counters_.data_ptr<int64_t>() + k; }
+
+void* DeltaBuffers::host_count(int b) const {
+  return static_cast<unsigned long long*>(counts_.data()) + b;
+}
+
+int64_t DeltaBuffers::apply(int b) {
+  const int i = index_.at(size_t(b));
+  ZOFF_CHECK(i >= 0, "DeltaBuffers: block ", b, " has no buffers");
+  const int64_t count = int64_t(*static_cast<const unsigned long long*>(host_count(b)));
+  const int64_t cap = cap_[size_t(b)];
+  k::ApplyDeltaArgs a{};
+  a.master = static_cast<uint16_t*>(store_.data(b));
+  a.codes = static_cast<uint8_t*>(codes_[size_t(i)].data());
+  a.n = store_.numel(b);
+  a.list = static_cast<const k::DeltaEntry*>(lists_[size_t(i)].data());
+  a.entries = std::min(count, cap);
+  k::apply_delta_host(a);
+  exceptions_ += count;
+  overflowed_ += std::max<int64_t>(0, count - cap);
+  return count;
+}
+
+}  // namespace zoff

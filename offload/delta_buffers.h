@@ -1,0 +1,66 @@
+// DeltaBuffers: per streamed block, the host codes, exception list and count of a delta write-back.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "kernels/delta.h"
+#include "offload/block_store.h"
+#include "offload/host_memory.h"
+#include "offload/stream_device.h"
+
+namespace zoff {
+
+// Note [Delta buffers]
+// What Note [Delta write-back] (kernels/delta.h) needs around the update kernel, allocated once:
+//  - per streamed block b, in pinned host memory that the device writes directly (mapped):
+//    codes ((numel + 3) / 4 bytes, all zero at rest) and an exception list of
+//    ceil(numel / list_divisor) entries;
+//  - one device counter per slot (zeroed by zero_counter before the block's update, read by the
+//    Offload op's 8-byte D2H into the block's pinned host count word).
+// apply(b) runs on a host thread once block b's Offload completed: it applies the codes and the
+// first min(count, capacity) list entries to b's master (exceptions past capacity were stored in
+// the master by the kernel), leaving the codes zero again.
+class DeltaBuffers {
+ public:
+  DeltaBuffers(StreamDevice& dev, BlockStore& store, const std::vector<int>& blocks, int num_slots,
+               int64_t list_divisor, bool pin);
+  DeltaBuffers(const DeltaBuffers&) = delete;
+  DeltaBuffers& operator=(const DeltaBuffers&) = delete;
+
+  // The group-level DeltaOut for block b updated in slot k (device-usable pointers, index_base 0).
+  k::DeltaOut out(int b, int k) const;
+  // Enqueues the zeroing of slot k's counter on the current stream (the compute callback's).
+  void zero_counter(int k);
+  const void* device_count(int k) const;
+  void* host_count(int b) const;
+  static constexpr size_t kCountBytes = sizeof(unsigned long long);
+
+  // Applies block b's change to its master; returns the exceptions it had.
+  int64_t apply(int b);
+  int64_t capacity(int b) const { return cap_.at(size_t(b)); }
+  int64_t host_bytes() const { return host_bytes_; }
+  // Exceptions, and those that overflowed the list, since construction.
+  int64_t exceptions() const { return exceptions_; }
+  int64_t overflowed() const { return overflowed_; }
+
+ private:
+  struct Mapped {
+    uint8_t* codes = nullptr;
+    k::DeltaEntry* list = nullptr;
+    uint16_t* master = nullptr;
+  };
+  BlockStore& store_;
+  std::vector<int64_t> cap_;     // per block (0 for blocks that are not streamed)
+  std::vector<int> index_;       // per block: index into codes_/lists_, -1 if none
+  std::vector<HostBuffer> codes_, lists_;
+  HostBuffer counts_;            // one word per block
+  std::vector<Mapped> mapped_;   // per block, as the device sees them
+  at::Tensor counters_;          // num_slots int64 on the device
+  int64_t host_bytes_ = 0;
+  int64_t exceptions_ = 0, overflowed_ = 0;
+};
+
+}  // namespace zoff

@@ -1,0 +1,141 @@
+// Delta write-back (Note [Delta write-back]) leaves the masters bit-identical to resident training.
+#include "common/remove_tree.h"
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <string>
+
+#include "zoff/error.h"
+#include "zoff/trainer.h"
+
+namespace zoff {
+namespace {
+
+std::string tmpdir() {
+  char t[] = "/tmp/zoff_delta_XXXXXX";
+  return mkdtemp(t);
+}
+
+RunConfig bf16_config(OptimizerKind kind, double lr) {
+  RunConfig c;
+  c.source = "test";
+  c.model.checkpoint = std::string(ZOFF_TEST_DATA) + "/opt-tiny/model";
+  c.model.spec = parse_hf_config(c.model.checkpoint + "/config.json");
+  c.optimizer.kind = kind;
+  c.optimizer.lr = lr;
+  c.optimizer.eps = 1e-3;
+  c.optimizer.weight_decay = kind == OptimizerKind::SVRG ? 0.0 : 0.01;
+  c.optimizer.fzoo_n = 3;
+  c.optimizer.subzero_rank = 4;
+  c.optimizer.subzero_period = 3;
+  c.optimizer.svrg_q = 3;
+  c.optimizer.svrg_lr_full = lr;
+  c.optimizer.svrg_lr_inner = lr;
+  c.policy.storage_dtype = DType::BF16;
+  c.policy.compute_dtype = DType::F32;
+  c.data.batch_size = 2;
+  c.data.max_length = 16;
+  c.train.steps = 6;
+  c.train.seed = 7;
+  c.train.device = "cpu";
+  c.train.log_every = 0;
+  c.train.output_dir = tmpdir();
+  return c;
+}
+
+struct Result {
+  std::vector<at::Tensor> weights;
+  std::vector<nlohmann::json> stats;  // engine stats after each step
+};
+
+Result run(RunConfig c, int steps) {
+  Result r;
+  {
+    Trainer t(c);
+    for (int i = 0; i < steps; ++i) {
+      t.train_step();
+      r.stats.push_back(t.engine_stats());
+    }
+    r.weights = t.snapshot_weights();
+  }
+  zoff::testing::remove_tree(c.train.output_dir);
+  return r;
+}
+
+RunConfig streamed(RunConfig c, WriteBack wb, int slots) {
+  c.policy.offload = true;
+  c.policy.num_slots = slots;
+  c.policy.prefetch_depth = 1;
+  c.policy.resident_blocks = 0;
+  c.policy.update_site = UpdateSite::Gpu;
+  c.policy.write_back = wb;
+  return c;
+}
+
+void expect_identical(const Result& a, const Result& b, const std::string& what) {
+  ASSERT_EQ(a.weights.size(), b.weights.size());
+  for (size_t g = 0; g < a.weights.size(); ++g)
+    EXPECT_TRUE(at::equal(a.weights[g], b.weights[g]))
+        << what << ": group " << g << " differs, max |diff| "
+        << (a.weights[g].to(at::kFloat) - b.weights[g].to(at::kFloat)).abs().max().item<double>();
+}
+
+int64_t total_exceptions(const Result& r) {
+  int64_t n = 0;
+  for (auto& s : r.stats)
+    if (s.contains("delta_exceptions")) n += s.at("delta_exceptions").get<int64_t>();
+  return n;
+}
+
+// Every optimizer, at a large and a MeZO-sized learning rate, 2 and 3 slots: the delta and dense
+// write-backs and resident training end with the same bits. MeZO/FZOO/SVRG really travel as
+// deltas (and the large rate has exceptions); SubZero's low-rank updates fall back to dense.
+TEST(DeltaWriteBack, Bf16MastersMatchResidentAndDense) {
+  for (OptimizerKind kind : {OptimizerKind::MeZO, OptimizerKind::FZOO, OptimizerKind::SVRG, OptimizerKind::SubZero})
+    for (double lr : {1e-3, 1e-6}) {
+      const std::string what = std::string(optimizer_kind_name(kind)) + " lr " + std::to_string(lr);
+      const Result ref = run(bf16_config(kind, lr), 6);
+      const Result dense = run(streamed(bf16_config(kind, lr), WriteBack::Dense, 2), 6);
+      expect_identical(dense, ref, what + " dense");
+      for (int K : {2, 3}) {
+        const Result delta = run(streamed(bf16_config(kind, lr), WriteBack::Auto, K), 6);
+        expect_identical(delta, ref, what + " delta K " + std::to_string(K));
+        const std::string mode = delta.stats.back().at("write_back").get<std::string>();
+        if (kind == OptimizerKind::SubZero) {
+          EXPECT_EQ(mode, "dense") << what;
+          continue;
+        }
+        EXPECT_EQ(mode, "delta") << what;
+        // Step 0 has no pending update: nothing goes back.
+        EXPECT_EQ(delta.stats.front().at("write_back").get<std::string>(), "none") << what;
+        EXPECT_EQ(delta.stats.front().at("d2h_bytes").get<int64_t>(), 0) << what;
+        if (lr > 1e-4) EXPECT_GT(total_exceptions(delta), 0) << what << ": no exception path exercised";
+        const int64_t dense_d2h = dense.stats.back().at("d2h_bytes").get<int64_t>();
+        EXPECT_LT(delta.stats.back().at("d2h_bytes").get<int64_t>(), dense_d2h) << what;
+      }
+    }
+}
+
+// A list of one entry per block: nearly every exception overflows into the master directly.
+TEST(DeltaWriteBack, OverflowingListsStillExact) {
+  const Result ref = run(bf16_config(OptimizerKind::MeZO, 1e-3), 5);
+  RunConfig c = streamed(bf16_config(OptimizerKind::MeZO, 1e-3), WriteBack::Delta, 2);
+  c.policy.delta_list_divisor = 1 << 20;
+  const Result r = run(c, 5);
+  expect_identical(r, ref, "overflowing lists");
+  EXPECT_GT(total_exceptions(r), 5);
+}
+
+// More terms than one kernel pass takes (FZOO with 10 directions): those passes go back dense.
+TEST(DeltaWriteBack, ManyTermUpdatesFallBackToDense) {
+  RunConfig base = bf16_config(OptimizerKind::FZOO, 1e-3);
+  base.optimizer.fzoo_n = 10;
+  const Result ref = run(base, 4);
+  RunConfig c = streamed(base, WriteBack::Delta, 2);
+  const Result r = run(c, 4);
+  expect_identical(r, ref, "fzoo n 10");
+  EXPECT_EQ(r.stats.back().at("write_back").get<std::string>(), "dense");
+}
+
+}  // namespace
+}  // namespace zoff
