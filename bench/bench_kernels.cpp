@@ -5,6 +5,7 @@
 #include <chrono>
 #include <ctime>
 #include <cstdint>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -157,6 +158,55 @@ BENCHMARK(BM_ZoPerturbHost)
     ->ArgNames({"nterms", "mirror", "impl"})
     ->ArgsProduct({{0}, {0}, {int(HostIsa::Ref), int(HostIsa::Avx2), int(HostIsa::Avx512)}})
     ->ArgsProduct({{1}, {1}, {int(HostIsa::Ref), int(HostIsa::Avx2), int(HostIsa::Avx512)}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+// Note [apply_delta bandwidth]
+// apply_delta_host (Note [Host apply_delta]) on a 64 Mi-element bf16 block with mix 1, a step's
+// realistic codes (2.5% +1, 2.5% -1, 1% exceptions listed, the rest unchanged), or mix 0, all codes
+// zero (a block the update did not move). The codes are consumed, so each iteration first restores
+// them (untimed). GB/s counts the bytes that must move: every code byte read, and for each nonzero
+// 8-byte code word its 32 masters read and written and the word zeroed, plus the list (8 bytes an
+// entry, and its masters written); Gelem/s is block elements per second (wall time).
+void BM_ApplyDeltaHost(benchmark::State& st) {
+  const int mix = int(st.range(0));
+  const HostIsa isa = HostIsa(st.range(1));
+  if (skip_isa(st, isa)) return;
+  const int64_t n = int64_t(64) << 20;
+  std::vector<uint8_t> master_bytes = random_bits(Elem::BF16, n);
+  uint16_t* master = reinterpret_cast<uint16_t*>(master_bytes.data());
+  std::vector<uint8_t> codes(size_t(n / 4), 0), saved;
+  std::vector<DeltaEntry> list;
+  if (mix == 1) {
+    std::mt19937 rng(11);
+    for (int64_t i = 0; i < n; ++i) {
+      const uint32_t r = rng() % 1000;  // 25 up, 25 down, 10 exceptions in 1000
+      const uint32_t c = r < 25 ? kDeltaUp : r < 50 ? kDeltaDown : r < 60 ? kDeltaException : kDeltaSame;
+      codes[size_t(i / 4)] |= uint8_t(c << (2 * (i % 4)));
+      if (c == kDeltaException) list.push_back({uint32_t(i), uint16_t(rng()), 0});
+    }
+  }
+  saved = codes;
+  int64_t live_words = 0;
+  for (int64_t w = 0; w < n / 32; ++w) {
+    uint64_t cw;
+    std::memcpy(&cw, codes.data() + 8 * w, 8);
+    live_words += cw != 0;
+  }
+  const ApplyDeltaArgs a{master, codes.data(), n, list.data(), int64_t(list.size())};
+  HostClock clock;
+  for (auto _ : st) {
+    std::memcpy(codes.data(), saved.data(), saved.size());
+    clock.time([&] { apply_delta_host(a, isa); });
+    benchmark::DoNotOptimize(master);
+  }
+  set_host_rate(st, double(n / 4) + double(live_words) * (32 * 2 * 2 + 8) + double(list.size()) * (8 + 2), clock);
+  st.counters["Gelem/s"] = double(n) * double(st.iterations()) / clock.wall / 1e9;
+  st.counters["live_words"] = double(live_words) / double(n / 32);
+}
+BENCHMARK(BM_ApplyDeltaHost)
+    ->ArgNames({"mix", "impl"})
+    ->ArgsProduct({{0, 1}, {int(HostIsa::Ref), int(HostIsa::Scalar), int(HostIsa::Avx2), int(HostIsa::Avx512)}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 

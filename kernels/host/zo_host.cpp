@@ -76,6 +76,58 @@ void run_ew(const EwJob& j, HostIsa isa) {
                     [&](const tbb::blocked_range<int64_t>& r) { fn(h, r.begin(), r.end()); });
 }
 
+// Note [Host delta]
+// The ISA tile kernels know nothing of deltas (Note [Delta write-back]). With a delta output each
+// TBB chunk (64 tiles, aligned in the parameter's index space like run_ew's) copies its elements'
+// old bits into a thread-local buffer, runs the tiles, then compares and writes the codes and
+// exceptions as the reference does (kernels/ref/zo_ref.cpp emit_delta). Theta, the codes and the
+// count are the reference's bit for bit, and so is the set of list entries while the count is
+// within capacity (the list's order follows the threads' timing, here as in the reference). Past
+// capacity, which exceptions land in the list and which in the overflow follows the timing too,
+// but together they are the same exceptions with the same bits, and apply_delta leaves the same
+// master. A chunk starts at a multiple of 4 in the parameter (first % 4 == 0), so its code bytes
+// are its own; only the parameter's last byte may be partial, and its elements past n get code 0.
+// The update is one pass (update_job), so only pass 0's SR key is needed.
+void emit_delta_chunk(const DeltaOut& d, const EwJob& j, int64_t g0, int64_t g1, const uint16_t* old) {
+  const uint16_t* theta = static_cast<const uint16_t*>(j.out);
+  uint8_t* codes = d.codes + ((g0 - j.first) >> 2);
+  const uint16_t* now = theta + (g0 - j.first);
+  const int64_t m = g1 - g0;
+  for (int64_t q = 0; 4 * q < m; ++q) {
+    const int k = int(std::min<int64_t>(4, m - 4 * q));
+    uint32_t code = 0;
+    for (int e = 0; e < k; ++e) code |= delta_code(old[4 * q + e], now[4 * q + e]) << (2 * e);
+    codes[q] = uint8_t(code);
+    if ((code & (code >> 1) & 0x55u) == 0) continue;  // no exception in this byte
+    for (int e = 0; e < k; ++e) {
+      if (((code >> (2 * e)) & 3u) != kDeltaException) continue;
+      const int64_t i = g0 - j.first + 4 * q + e;
+      const unsigned long long slot = __atomic_fetch_add(d.count, 1ull, __ATOMIC_RELAXED);
+      if (slot < static_cast<unsigned long long>(d.capacity))
+        d.list[slot] = DeltaEntry{uint32_t(d.index_base + i), theta[i], 0};
+      else
+        d.overflow[i] = theta[i];
+    }
+  }
+}
+
+void run_ew_delta(const EwJob& j, HostIsa isa) {
+  std::vector<uint64_t> keys;
+  if (j.sr_seed != 0) keys.push_back(sr_key(j.sr_seed, 0));
+  const host::HostJob h{j, keys.data()};
+  const host::EwTilesFn fn = kernels_of(isa).ew;
+  const int64_t t0 = j.first / host::kTile, t1 = (j.first + j.n + host::kTile - 1) / host::kTile;
+  tbb::parallel_for(tbb::blocked_range<int64_t>(t0, t1, kGrainTiles), [&](const tbb::blocked_range<int64_t>& r) {
+    const int64_t g0 = std::max(r.begin() * host::kTile, j.first);
+    const int64_t g1 = std::min(r.end() * host::kTile, j.first + j.n);
+    thread_local std::vector<uint16_t> old;
+    old.resize(size_t(g1 - g0));
+    std::memcpy(old.data(), static_cast<const uint16_t*>(j.out) + (g0 - j.first), size_t(g1 - g0) * 2);
+    fn(h, r.begin(), r.end());
+    emit_delta_chunk(*j.delta, j, g0, g1, old.data());
+  });
+}
+
 }  // namespace
 
 bool host_isa_supported(HostIsa isa) {
@@ -103,7 +155,9 @@ void zo_update_host(const UpdateArgs& a, HostIsa isa) {
   isa = resolve(isa);
   if (isa == HostIsa::Ref) return ref::zo_update(a);
   const EwJob j = update_job(a);
-  if (!j.noop) run_ew(j, isa);
+  if (j.noop) return;
+  if (j.delta != nullptr) return run_ew_delta(j, isa);
+  run_ew(j, isa);
 }
 
 void zo_perturb_host(const PerturbArgs& a, HostIsa isa) {

@@ -39,5 +39,7 @@ void zo_update_host(const UpdateArgs& a, HostIsa isa = HostIsa::Auto);
 void zo_perturb_host(const PerturbArgs& a, HostIsa isa = HostIsa::Auto);
 void pack_fp8_rows_host(const PackFp8Args& a, HostIsa isa = HostIsa::Auto);
 void fill_z_host(float* out, int64_t n, uint64_t pid, uint64_t seed, Dist d, HostIsa isa = HostIsa::Auto);
+// Same result as ref::apply_delta (kernels/delta.h), fast (Note [Host apply_delta]); Ref forces it.
+void apply_delta_host(const ApplyDeltaArgs& a, HostIsa isa = HostIsa::Auto);
 
 }  // namespace zoff::k

@@ -42,6 +42,30 @@ void store_out(const EwJob& j, int64_t i, uint32_t bits) {
   else static_cast<uint16_t*>(j.out)[i] = uint16_t(bits);
 }
 
+// Note [Delta write-back] for the elements [g0, g1) of one 128-block (before theta is stored:
+// the source still holds the old bits). first % 4 == 0, so a group of 4 parameter indices is one
+// code byte; elements of the byte outside [g0, g1) lie outside the parameter and get code 0.
+void emit_delta(const DeltaOut& d, const EwJob& j, int64_t g0, int64_t g1, int64_t o, const uint32_t* bits) {
+  const uint16_t* old = static_cast<const uint16_t*>(j.src);
+  for (int64_t q = g0 >> 2; q <= (g1 - 1) >> 2; ++q) {
+    uint32_t code = 0;
+    for (int e = 0; e < 4; ++e) {
+      const int64_t g = 4 * q + e;
+      if (g < g0 || g >= g1) continue;
+      const int64_t i = g - j.first;
+      const uint32_t c = delta_code(old[i], bits[g - o]);
+      code |= c << (2 * e);
+      if (c != kDeltaException) continue;
+      const unsigned long long slot = __atomic_fetch_add(d.count, 1ull, __ATOMIC_RELAXED);
+      if (int64_t(slot) < d.capacity)
+        d.list[slot] = DeltaEntry{uint32_t(d.index_base + i), uint16_t(bits[g - o]), 0};
+      else
+        d.overflow[i] = uint16_t(bits[g - o]);
+    }
+    d.codes[(4 * q - j.first) >> 2] = uint8_t(code);
+  }
+}
+
 // All passes of Note [Term passes] for the 128-blocks [blo, bhi).
 template <Elem OUT, Elem SRC, Dist D, bool SR>
 void ew_blocks(const EwJob& j, int64_t blo, int64_t bhi) {
@@ -72,6 +96,9 @@ void ew_blocks(const EwJob& j, int64_t blo, int64_t bhi) {
         bits[g - o] = encode<OUT, SR>(v, r16);
         val[g - o] = decode<OUT>(bits[g - o]);
       }
+    }
+    if constexpr (OUT == SRC && OUT != Elem::F32) {
+      if (j.delta != nullptr) emit_delta(*j.delta, j, g0, g1, o, bits);
     }
     for (int64_t g = g0; g < g1; ++g) store_out<OUT>(j, g - j.first, bits[g - o]);
   }

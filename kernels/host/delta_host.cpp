@@ -1,0 +1,158 @@
+// Fast host apply_delta: 32 elements per code word, zero words skipped, SWAR or AVX2 lane adds, oneTBB.
+#include <atomic>
+#include <cstring>
+
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+#include "kernels/host/zo_host.h"
+#include "kernels/ref/delta_check.h"
+#include "zoff/error.h"
+
+namespace zoff::k {
+namespace {
+
+// Note [Host apply_delta]
+// apply_delta runs on the host, on the training's critical path, once per streamed block and
+// update (the GPU has written the codes and list into mapped host memory). The work per element
+// is tiny (a 16-bit add of +1, -1 or 0) so the loop must run at memory speed: it reads the codes
+// 8 bytes (one code word, 32 elements) at a time and skips a zero word without touching its
+// masters (codes are zero at rest, so an unchanged stretch costs a quarter byte per element).
+// A nonzero word is consumed and zeroed:
+//  - Scalar: kLanes[byte] is the four 16-bit deltas of a code byte (+1, 0xFFFF for -1, 0 for
+//    unchanged and exceptions) packed in a uint64, added to four masters at once by a carry-free
+//    lane add; branch-free over the word's 8 bytes (with ~7% of elements changed most bytes are
+//    nonzero, and a per-byte branch would mispredict).
+//  - Avx2 (also the Avx512 path: AVX-512F has no 16-bit lane ops, and the loop is memory-bound
+//    either way): the word is broadcast, vpshufb puts element e's code byte in its 16-bit lane, a
+//    per-lane mask isolates its two bits, and two compares give all-ones lanes for up and down:
+//    master - up + down. The function carries a target attribute instead of living in the -mavx2
+//    translation unit; it calls nothing but always-inline intrinsics, so no AVX code can leak into
+//    a baseline caller (Note [ISA translation units]).
+// The tail (n % 32 elements) goes element by element. The list is applied after every code
+// (its entries are exceptions, code 3, which the codes leave alone), in parallel: one update pass
+// reports an element at most once, so the indices are unique and the order does not matter.
+// A bad index is skipped (never written out of bounds) and reported after the pass.
+constexpr int64_t kGrainWords = 2048;     // 64 Ki elements per TBB chunk
+constexpr int64_t kGrainEntries = 16384;  // list entries per TBB chunk
+
+struct Lanes {
+  uint64_t v[256];
+  Lanes() {
+    for (int b = 0; b < 256; ++b) {
+      uint64_t x = 0;
+      for (int e = 0; e < 4; ++e) {
+        const uint32_t c = uint32_t(b >> (2 * e)) & 3u;
+        x |= uint64_t(c == kDeltaUp ? 0x0001u : c == kDeltaDown ? 0xFFFFu : 0u) << (16 * e);
+      }
+      v[b] = x;
+    }
+  }
+};
+const Lanes kLanes;
+
+inline uint64_t add16x4(uint64_t x, uint64_t d) {
+  constexpr uint64_t kLow = 0x7FFF7FFF7FFF7FFFull, kHigh = 0x8000800080008000ull;
+  return ((x & kLow) + (d & kLow)) ^ ((x ^ d) & kHigh);
+}
+
+void words_scalar(uint16_t* master, uint8_t* codes, int64_t w0, int64_t w1) {
+  for (int64_t w = w0; w < w1; ++w) {
+    uint64_t cw;
+    std::memcpy(&cw, codes + 8 * w, 8);
+    if (cw == 0) continue;
+    uint16_t* m = master + 32 * w;
+    for (int b = 0; b < 8; ++b) {
+      uint64_t x;
+      std::memcpy(&x, m + 4 * b, 8);
+      x = add16x4(x, kLanes.v[(cw >> (8 * b)) & 0xFFu]);
+      std::memcpy(m + 4 * b, &x, 8);
+    }
+    std::memset(codes + 8 * w, 0, 8);
+  }
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx2"))) void words_avx2(uint16_t* master, uint8_t* codes, int64_t w0, int64_t w1) {
+  // Lane e of vector h (elements 16 h + e) takes code byte 4 h + e / 4 into its low byte; the
+  // high byte is zeroed (index 0x80). In-lane vpshufb: the broadcast word is in every 128-bit lane.
+  const __m256i sel0 = _mm256_setr_epi8(0, -128, 0, -128, 0, -128, 0, -128, 1, -128, 1, -128, 1, -128, 1, -128,  //
+                                        2, -128, 2, -128, 2, -128, 2, -128, 3, -128, 3, -128, 3, -128, 3, -128);
+  const __m256i sel1 = _mm256_add_epi16(sel0, _mm256_set1_epi16(4));  // high bytes stay >= 0x80 (zeroed)
+  const __m256i mask = _mm256_setr_epi16(3, 12, 48, 192, 3, 12, 48, 192, 3, 12, 48, 192, 3, 12, 48, 192);
+  const __m256i up = _mm256_setr_epi16(1, 4, 16, 64, 1, 4, 16, 64, 1, 4, 16, 64, 1, 4, 16, 64);
+  const __m256i down = _mm256_add_epi16(up, up);
+  for (int64_t w = w0; w < w1; ++w) {
+    long long cw;
+    std::memcpy(&cw, codes + 8 * w, 8);
+    if (cw == 0) continue;
+    const __m256i c = _mm256_set1_epi64x(cw);
+    __m256i* m = reinterpret_cast<__m256i*>(master + 32 * w);
+    const __m256i c0 = _mm256_and_si256(_mm256_shuffle_epi8(c, sel0), mask);
+    const __m256i c1 = _mm256_and_si256(_mm256_shuffle_epi8(c, sel1), mask);
+    __m256i x0 = _mm256_loadu_si256(m), x1 = _mm256_loadu_si256(m + 1);
+    x0 = _mm256_add_epi16(_mm256_sub_epi16(x0, _mm256_cmpeq_epi16(c0, up)), _mm256_cmpeq_epi16(c0, down));
+    x1 = _mm256_add_epi16(_mm256_sub_epi16(x1, _mm256_cmpeq_epi16(c1, up)), _mm256_cmpeq_epi16(c1, down));
+    _mm256_storeu_si256(m, x0);
+    _mm256_storeu_si256(m + 1, x1);
+    std::memset(codes + 8 * w, 0, 8);
+  }
+}
+#endif
+
+using WordsFn = void (*)(uint16_t*, uint8_t*, int64_t, int64_t);
+
+WordsFn words_of(HostIsa isa) {
+#if defined(__x86_64__)
+  if (isa == HostIsa::Avx2 || isa == HostIsa::Avx512) return words_avx2;
+#endif
+  (void)isa;
+  return words_scalar;
+}
+
+}  // namespace
+
+void apply_delta_host(const ApplyDeltaArgs& a, HostIsa isa) {
+  if (isa == HostIsa::Auto) isa = host_isa_auto();
+  if (isa == HostIsa::Ref) return ref::apply_delta(a);
+  ZOFF_CHECK(host_isa_supported(isa), "apply_delta_host: ", host_isa_name(isa),
+             " requested but this CPU (or build) lacks it");
+  check_apply_delta_args(a, "apply_delta_host");
+  const WordsFn fn = words_of(isa);
+  const int64_t words = a.n / 32;
+  tbb::parallel_for(tbb::blocked_range<int64_t>(0, words, kGrainWords),
+                    [&](const tbb::blocked_range<int64_t>& r) { fn(a.master, a.codes, r.begin(), r.end()); });
+  for (int64_t j = words * 8; j < (a.n + 3) / 4; ++j) {  // the tail, element by element
+    const uint32_t byte = a.codes[j];
+    for (int e = 0; e < 4 && 4 * j + e < a.n; ++e) {
+      const uint32_t c = (byte >> (2 * e)) & 3u;
+      if (c == kDeltaUp) a.master[4 * j + e] = uint16_t(a.master[4 * j + e] + 1u);
+      else if (c == kDeltaDown) a.master[4 * j + e] = uint16_t(a.master[4 * j + e] - 1u);
+    }
+    a.codes[j] = 0;
+  }
+  std::atomic<int64_t> bad{a.entries};  // the first slot with an index outside [0, n)
+  auto apply_list = [&](int64_t s0, int64_t s1) {
+    for (int64_t s = s0; s < s1; ++s) {
+      const DeltaEntry e = a.list[s];
+      if (int64_t(e.index) < a.n) {
+        a.master[e.index] = e.bits;
+        continue;
+      }
+      int64_t seen = bad.load(std::memory_order_relaxed);
+      while (s < seen && !bad.compare_exchange_weak(seen, s, std::memory_order_relaxed)) {
+      }
+    }
+  };
+  if (a.entries <= kGrainEntries) apply_list(0, a.entries);
+  else
+    tbb::parallel_for(tbb::blocked_range<int64_t>(0, a.entries, kGrainEntries),
+                      [&](const tbb::blocked_range<int64_t>& r) { apply_list(r.begin(), r.end()); });
+  if (const int64_t s = bad.load(); s < a.entries) fail_list_index(a, s, "apply_delta_host");
+}
+
+}  // namespace zoff::k

@@ -1,0 +1,31 @@
+// CPU reference of apply_delta: a block's 2-bit change codes and exception list onto its 16-bit master.
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+
+#include "kernels/delta.h"
+#include "kernels/ref/delta_check.h"
+
+namespace zoff::k::ref {
+
+void apply_delta(const ApplyDeltaArgs& a) {
+  check_apply_delta_args(a, "apply_delta");
+  for (int64_t s = 0; s < a.entries; ++s)  // all checked before anything is written
+    if (int64_t(a.list[s].index) >= a.n) fail_list_index(a, s, "apply_delta");
+  const int64_t nbytes = (a.n + 3) / 4;
+  tbb::parallel_for(tbb::blocked_range<int64_t>(0, nbytes, 4096), [&](const tbb::blocked_range<int64_t>& r) {
+    for (int64_t j = r.begin(); j < r.end(); ++j) {
+      const uint32_t byte = a.codes[j];
+      for (int e = 0; e < 4; ++e) {
+        const int64_t i = 4 * j + e;
+        if (i >= a.n) break;
+        const uint32_t c = (byte >> (2 * e)) & 3u;
+        if (c == kDeltaUp) a.master[i] = uint16_t(a.master[i] + 1u);
+        else if (c == kDeltaDown) a.master[i] = uint16_t(a.master[i] - 1u);
+      }
+      a.codes[j] = 0;
+    }
+  });
+  for (int64_t s = 0; s < a.entries; ++s) a.master[a.list[s].index] = a.list[s].bits;
+}
+
+}  // namespace zoff::k::ref
