@@ -128,8 +128,8 @@ class NearestRoundingDirections : public ElementwiseDirections {
  public:
   NearestRoundingDirections() : ElementwiseDirections(k::Dist::Gaussian) {}
   void update(const ParamInfo& p, at::Tensor theta, const std::vector<DirTerm>& terms, double decay,
-              uint64_t) override {
-    ElementwiseDirections::update(p, theta, terms, decay, 0);
+              uint64_t, const k::DeltaOut* delta) override {
+    ElementwiseDirections::update(p, theta, terms, decay, 0, delta);
   }
 };
 

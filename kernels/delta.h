@@ -59,7 +59,7 @@ struct ApplyDeltaArgs {
   uint8_t* codes;            // (n + 3) / 4 bytes; every byte read is left zero
   int64_t n;
   const DeltaEntry* list;    // `entries` entries, indices in [0, n)
-  int64_t entries;           // min(count, capacity)
+  int64_t entries;           // min(count, capacity); indices are unique (one pass reports an element once)
 };
 
 namespace ref {

@@ -149,10 +149,14 @@ class OffloadEngine : public Engine {
     if (host_update) start_host_updates(*opt);
     // Note [Write-back per pass]: a pass that applies no update changes no slot (perturbations go
     // to scratch buffers), so nothing goes back; an update goes back as a delta where it can.
+    // Note [Delta fallback]: a delta costs a quarter byte per element plus 8 bytes per exception;
+    // when a pass had more than kDeltaMaxExceptions of its elements as exceptions (a large
+    // learning rate, or masters near zero), the next kDeltaBackoff update passes go back dense
+    // (cheaper, and no list overflowing into scattered PCIe stores), then delta is tried again.
     WriteBackSpec wb;
-    wb.mode = !updates ? WriteBackMode::Skip
-              : delta_ && opt->delta_ok(opt->pending()) ? WriteBackMode::Delta
-                                                        : WriteBackMode::Dense;
+    const bool delta_now = delta_ && opt && opt->delta_ok(opt->pending()) && dense_passes_left_ == 0;
+    wb.mode = !updates ? WriteBackMode::Skip : delta_now ? WriteBackMode::Delta : WriteBackMode::Dense;
+    if (updates && delta_ && dense_passes_left_ > 0) --dense_passes_left_;
     last_write_back_ = cpu_site ? WriteBackMode::Skip : wb.mode;
     if (wb.mode == WriteBackMode::Delta) start_delta_applies(wb);
     dev_->launch(StreamId::Compute, [&] { step.visit(m_.embed_group(), embed_); }, -1);
@@ -176,6 +180,13 @@ class OffloadEngine : public Engine {
       throw;
     }
     finish_delta_applies(false);
+    if (wb.mode == WriteBackMode::Delta && double(pass_exceptions_) > kDeltaMaxExceptions * double(streamed_numel_)) {
+      dense_passes_left_ = kDeltaBackoff;
+      if (!warned_fallback_)
+        log::info("offload: {} of {} streamed elements changed by more than one step of their bits; the next {} "
+                  "updates go back whole (Note [Delta fallback])", pass_exceptions_, streamed_numel_, kDeltaBackoff);
+      warned_fallback_ = true;
+    }
     if (host_updates_.valid()) host_updates_.get();
   }
 
@@ -348,6 +359,7 @@ class OffloadEngine : public Engine {
     }
     delta_ = std::make_unique<DeltaBuffers>(*dev_, *store_, plan_.streamed, pol_.num_slots, pol_.delta_list_divisor,
                                             pol_.pin_memory);
+    for (int b : plan_.streamed) streamed_numel_ += store_->numel(b);
   }
 
   // One host thread per delta pass applies each streamed block's change to its master once the
@@ -431,6 +443,11 @@ class OffloadEngine : public Engine {
   std::future<void> applies_;
   int64_t pass_exceptions_ = 0;
   double delta_wait_ms_ = 0;
+  int64_t streamed_numel_ = 0;
+  int dense_passes_left_ = 0;
+  bool warned_fallback_ = false;
+  static constexpr double kDeltaMaxExceptions = 0.1;
+  static constexpr int kDeltaBackoff = 16;
 };
 
 }  // namespace

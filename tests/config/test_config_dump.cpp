@@ -31,6 +31,8 @@ void expect_same(const RunConfig& a, const RunConfig& b) {
   EXPECT_EQ(p.gpu_memory_budget, q.gpu_memory_budget);
   EXPECT_EQ(p.update_site, q.update_site);
   EXPECT_EQ(p.pin_memory, q.pin_memory);
+  EXPECT_EQ(p.write_back, q.write_back);
+  EXPECT_EQ(p.delta_list_divisor, q.delta_list_divisor);
 
   const OptimizerConfig &o = a.optimizer, &r = b.optimizer;
   EXPECT_EQ(o.kind, r.kind);
@@ -97,6 +99,8 @@ TEST(ConfigDump, EveryFieldRoundTrips) {
   c.policy.gpu_memory_budget = (int64_t(12) << 30) + 1;  // not a whole unit: written as an integer
   c.policy.update_site = UpdateSite::Cpu;
   c.policy.pin_memory = false;
+  c.policy.write_back = WriteBack::Dense;  // "auto" is resolved on load (to dense at the CPU site)
+  c.policy.delta_list_divisor = 77;
   c.optimizer.kind = OptimizerKind::SVRG;
   c.optimizer.lr = 0.1 + 0.2;  // not exactly representable in short decimal
   c.optimizer.eps = 1.0 / 3.0;

@@ -105,13 +105,27 @@ TEST(DeltaWriteBack, Bf16MastersMatchResidentAndDense) {
           EXPECT_EQ(mode, "dense") << what;
           continue;
         }
-        EXPECT_EQ(mode, "delta") << what;
+        // Note [Delta fallback]: after a pass with more than 10% exceptions the next passes go
+        // back dense; at a MeZO-sized rate that never happens.
+        const int64_t numel = dense.stats.back().at("d2h_bytes").get<int64_t>() / 2;
+        const bool heavy = delta.stats[1].at("delta_exceptions").get<int64_t>() * 10 > numel;
+        EXPECT_EQ(delta.stats[1].at("write_back").get<std::string>(), "delta") << what;
+        EXPECT_EQ(delta.stats[2].at("write_back").get<std::string>(), heavy ? "dense" : "delta") << what;
+        if (lr < 1e-4) {
+          EXPECT_FALSE(heavy) << what;
+        }
         // Step 0 has no pending update: nothing goes back.
         EXPECT_EQ(delta.stats.front().at("write_back").get<std::string>(), "none") << what;
         EXPECT_EQ(delta.stats.front().at("d2h_bytes").get<int64_t>(), 0) << what;
-        if (lr > 1e-4) EXPECT_GT(total_exceptions(delta), 0) << what << ": no exception path exercised";
+        if (lr > 1e-4) {
+          EXPECT_GT(total_exceptions(delta), 0) << what << ": no exception path exercised";
+        }
+        // At a MeZO-sized rate the delta is a fraction of the block (codes: a quarter byte per
+        // element of the two-byte master, plus few exceptions).
         const int64_t dense_d2h = dense.stats.back().at("d2h_bytes").get<int64_t>();
-        EXPECT_LT(delta.stats.back().at("d2h_bytes").get<int64_t>(), dense_d2h) << what;
+        if (lr < 1e-4) {
+          EXPECT_LT(delta.stats.back().at("d2h_bytes").get<int64_t>(), dense_d2h / 2) << what;
+        }
       }
     }
 }

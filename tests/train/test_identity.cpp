@@ -173,7 +173,9 @@ TEST(Deferred, LaggingHostStillBitIdentical) {
         expect_identical(w, w_ref, std::string("deferred ") + dtype_name(storage) + " " + optimizer_kind_name(kind) +
                                        " max_lag " + std::to_string(lag));
         EXPECT_LE(st.at("deferred_max_lag").get<int>(), lag);
-        if (lag > 1) EXPECT_GT(st.at("deferred_max_lag").get<int>(), 1) << "the slowed host never lagged";
+        if (lag > 1) {
+          EXPECT_GT(st.at("deferred_max_lag").get<int>(), 1) << "the slowed host never lagged";
+        }
       }
     }
 }
