@@ -25,10 +25,20 @@ namespace zoff::k {
 // memory and the kernel writes them over PCIe as it goes (a warp's codes are 64 contiguous bytes),
 // so no slot-sized device buffer and no D2H copy is needed: only the 8-byte count travels.
 // Code byte j holds the codes of elements 4j..4j+3, element 4j + e in bits 2e..2e+1.
-// Invariant: codes are all zero at rest; the kernel writes the codes of its range, and
-// apply_delta zeroes every byte it consumes, so ranges no kernel touched read as unchanged.
+// Invariant: codes are all zero at rest; the kernel writes the nonzero codes of its range (and
+// may skip zero ones, Note [Sparse code stores]), and apply_delta zeroes every byte it consumes,
+// so ranges no kernel touched read as unchanged.
 // The update must be one pass (nterms <= kMaxTerms, Note [Term passes]): later passes would have
 // to compose codes and re-emit exceptions.
+//
+// Note [Sparse code stores]
+// At a MeZO-sized update most code bytes are zero, and since the host's codes are zero at rest a
+// zero code need not be stored at all. Stores into mapped memory cross PCIe as they are issued,
+// so the CUDA kernel skips them: a warp's row of codes (32 lanes x 2 bytes) is stored whole when
+// more than `sparse_lanes` lanes have a nonzero code (one 64-byte write), else only the nonzero
+// lanes store (small writes, few of them). sparse_lanes < 0 stores every code byte. `stored`
+// (optional) counts the code bytes stored: what the write-back cost the link. The CPU kernels
+// store every byte of their range (memory, not a link) and count them all.
 enum : uint32_t { kDeltaSame = 0, kDeltaUp = 1, kDeltaDown = 2, kDeltaException = 3 };
 
 struct DeltaEntry {
@@ -45,6 +55,8 @@ struct DeltaOut {
   unsigned long long* count;   // exceptions emitted so far (device memory on CUDA; zeroed by the caller)
   uint16_t* overflow;          // theta[0] in the host master: exceptions past capacity go here
   int64_t index_base;          // list index of theta[0]; a multiple of 4, index_base + n < 2^32
+  unsigned long long* stored = nullptr;  // code bytes stored, added to (optional; like count)
+  int sparse_lanes = -1;       // Note [Sparse code stores]; < 0: store every code byte
 };
 
 // The code of an element that went from old_bits to new_bits (16-bit values in uint32s).

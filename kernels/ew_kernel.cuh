@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cooperative_groups.h>
+#include <cooperative_groups/reduce.h>
 #include <cooperative_groups/scan.h>
 #include <cstdint>
 
@@ -50,6 +51,8 @@ struct EwParams {
   unsigned long long* dcount;
   uint16_t* doverflow;
   uint32_t dbase;
+  unsigned long long* dstored;
+  int dsparse;
 };
 
 // Note [Delta emission]
@@ -142,6 +145,7 @@ __global__ void __launch_bounds__(kEwBlock, ew_min_blocks(D)) ew_kernel(const __
   const int lane = threadIdx.x & 31;
   const int64_t tid = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   const int64_t nthreads = int64_t(gridDim.x) * blockDim.x;
+  [[maybe_unused]] uint32_t stored = 0;  // code bytes this thread stored (Note [Sparse code stores])
 
   // ---- vector body ----
   if (p.vend > p.vbeg) {
@@ -259,9 +263,14 @@ __global__ void __launch_bounds__(kEwBlock, ew_min_blocks(D)) ew_kernel(const __
                 exc |= uint32_t(c == kDeltaException) << j;
               }
               uint8_t* cb = p.codes + i0 / 4;
-              if ((reinterpret_cast<uintptr_t>(cb) & 1) == 0) {
+              // Note [Sparse code stores]: the lanes here this row (the others skipped it).
+              const uint32_t nz = __ballot_sync(__activemask(), code != 0);
+              if (code == 0 && __popc(nz) <= p.dsparse) {
+              } else if ((reinterpret_cast<uintptr_t>(cb) & 1) == 0) {
+                stored += 2;
                 *reinterpret_cast<uint16_t*>(cb) = uint16_t(code);
               } else {
+                stored += 2;
                 cb[0] = uint8_t(code);
                 cb[1] = uint8_t(code >> 8);
               }
@@ -328,9 +337,20 @@ __global__ void __launch_bounds__(kEwBlock, ew_min_blocks(D)) ew_kernel(const __
     }
     if constexpr (OS == 2 && SS == 2 && !MIRROR) {
       if (p.codes != nullptr) {  // the group owns code byte (4q - first) / 4 (first % 4 == 0)
-        p.codes[(4 * q - p.first) >> 2] = uint8_t(code);
+        if (code != 0 || p.dsparse < 0) {
+          p.codes[(4 * q - p.first) >> 2] = uint8_t(code);
+          stored += 1;
+        }
         if (exc != 0) delta_emit(p, __popc(exc), exc, nb, 4 * q - p.first);
       }
+    }
+  }
+  if constexpr (OS == 2 && SS == 2 && !MIRROR) {
+    if (stored != 0 && p.dstored != nullptr) {  // one atomic per group of threads that stored
+      namespace cg = cooperative_groups;
+      const cg::coalesced_group grp = cg::coalesced_threads();
+      const unsigned long long sum = cg::reduce(grp, (unsigned long long)stored, cg::plus<unsigned long long>());
+      if (grp.thread_rank() == 0) atomicAdd(p.dstored, sum);
     }
   }
 }
@@ -396,6 +416,8 @@ void ew_launch(const EwJob& j, cudaStream_t s) {
       p.dcount = j.delta->count;
       p.doverflow = j.delta->overflow;
       p.dbase = uint32_t(j.delta->index_base);
+      p.dstored = j.delta->stored;
+      p.dsparse = j.delta->sparse_lanes;
     }
     const int k0 = pass * kMaxTerms, k1 = j.nterms < k0 + kMaxTerms ? j.nterms : k0 + kMaxTerms;
     p.nterms = k1 > k0 ? k1 - k0 : 0;

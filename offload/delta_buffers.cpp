@@ -2,6 +2,7 @@
 #include "offload/delta_buffers.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <string>
 
 #include "kernels/host/zo_host.h"
@@ -37,30 +38,43 @@ DeltaBuffers::DeltaBuffers(StreamDevice& dev, BlockStore& store, const std::vect
     m.list = static_cast<k::DeltaEntry*>(dev.mapped_pointer(lists_.back().data()));
     m.master = static_cast<uint16_t*>(dev.mapped_pointer(store.data(b)));
   }
-  counters_ = at::zeros({num_slots}, at::TensorOptions().dtype(at::kLong).device(dev.device()));
+  counters_ = at::zeros({2 * num_slots}, at::TensorOptions().dtype(at::kLong).device(dev.device()));
+  if (const char* e = std::getenv("ZOFF_DELTA_SPARSE_LANES")) {
+    char* end = nullptr;
+    const long v = std::strtol(e, &end, 10);
+    ZOFF_CHECK(end != e && *end == '\0' && v >= -1 && v <= 32,
+               "environment: ZOFF_DELTA_SPARSE_LANES=", e, " (want -1 .. 32)");
+    sparse_lanes_ = int(v);
+  }
   note_offload_allocation();
 }
 
 k::DeltaOut DeltaBuffers::out(int b, int k) const {
   ZOFF_CHECK(b >= 0 && b < int(index_.size()) && index_[size_t(b)] >= 0, "DeltaBuffers: block ", b, " has no buffers");
-  ZOFF_CHECK(k >= 0 && k < counters_.numel(), "DeltaBuffers: slot ", k);
+  ZOFF_CHECK(k >= 0 && 2 * k < counters_.numel(), "DeltaBuffers: slot ", k);
   const Mapped& m = mapped_[size_t(b)];
   k::DeltaOut d{};
   d.codes = m.codes;
   d.list = m.list;
   d.capacity = cap_[size_t(b)];
-  d.count = reinterpret_cast<unsigned long long*>(counters_.data_ptr<int64_t>() + k);
+  d.count = reinterpret_cast<unsigned long long*>(counters_.data_ptr<int64_t>() + 2 * k);
+  d.stored = d.count + 1;
   d.overflow = m.master;
   d.index_base = 0;
+  d.sparse_lanes = sparse_lanes_;
   return d;
 }
 
-void DeltaBuffers::zero_counter(int k) { counters_.narrow(0, k, 1).zero_(); }
+void DeltaBuffers::zero_counter(int k) { counters_.narrow(0, 2 * k, 2).zero_(); }
 
-const void* DeltaBuffers::device_count(int k) const { return counters_.data_ptr<int64_t>() + k; }
+const void* DeltaBuffers::device_count(int k) const { return counters_.data_ptr<int64_t>() + 2 * k; }
 
 void* DeltaBuffers::host_count(int b) const {
-  return static_cast<unsigned long long*>(counts_.data()) + b;
+  return static_cast<unsigned long long*>(counts_.data()) + 2 * b;
+}
+
+int64_t DeltaBuffers::stored(int b) const {
+  return int64_t(static_cast<const unsigned long long*>(host_count(b))[1]);
 }
 
 int64_t DeltaBuffers::apply(int b) {

@@ -18,8 +18,11 @@ namespace zoff {
 //  - per streamed block b, in pinned host memory that the device writes directly (mapped):
 //    codes ((numel + 3) / 4 bytes, all zero at rest) and an exception list of
 //    ceil(numel / list_divisor) entries;
-//  - one device counter per slot (zeroed by zero_counter before the block's update, read by the
-//    Offload op's 8-byte D2H into the block's pinned host count word).
+//  - two device counters per slot, exceptions and code bytes stored (zeroed by zero_counter
+//    before the block's update, read by the Offload op's 16-byte D2H into the block's pinned
+//    host count words).
+// The kernel's sparse_lanes (Note [Sparse code stores]) is kSparseLanes unless the environment
+// sets ZOFF_DELTA_SPARSE_LANES (a tuning knob, like ZOFF_HOST_ISA: -1 stores every code).
 // apply(b) runs on a host thread once block b's Offload completed: it applies the codes and the
 // first min(count, capacity) list entries to b's master (exceptions past capacity were stored in
 // the master by the kernel), leaving the codes zero again.
@@ -36,10 +39,14 @@ class DeltaBuffers {
   void zero_counter(int k);
   const void* device_count(int k) const;
   void* host_count(int b) const;
-  static constexpr size_t kCountBytes = sizeof(unsigned long long);
+  static constexpr size_t kCountBytes = 2 * sizeof(unsigned long long);
+  static constexpr int kSparseLanes = 8;
+  int sparse_lanes() const { return sparse_lanes_; }
 
   // Applies block b's change to its master; returns the exceptions it had.
   int64_t apply(int b);
+  // The code bytes block b's last update stored (its Offload completed).
+  int64_t stored(int b) const;
   int64_t capacity(int b) const { return cap_.at(size_t(b)); }
   int64_t host_bytes() const { return host_bytes_; }
   // Exceptions, and those that overflowed the list, since construction.
@@ -56,9 +63,10 @@ class DeltaBuffers {
   std::vector<int64_t> cap_;     // per block (0 for blocks that are not streamed)
   std::vector<int> index_;       // per block: index into codes_/lists_, -1 if none
   std::vector<HostBuffer> codes_, lists_;
-  HostBuffer counts_;            // one word per block
+  HostBuffer counts_;            // two words per block
   std::vector<Mapped> mapped_;   // per block, as the device sees them
-  at::Tensor counters_;          // num_slots int64 on the device
+  at::Tensor counters_;          // 2 x num_slots int64 on the device
+  int sparse_lanes_ = kSparseLanes;
   int64_t host_bytes_ = 0;
   int64_t exceptions_ = 0, overflowed_ = 0;
 };

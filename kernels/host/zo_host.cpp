@@ -93,6 +93,8 @@ void emit_delta_chunk(const DeltaOut& d, const EwJob& j, int64_t g0, int64_t g1,
   uint8_t* codes = d.codes + ((g0 - j.first) >> 2);
   const uint16_t* now = theta + (g0 - j.first);
   const int64_t m = g1 - g0;
+  if (d.stored != nullptr)  // every byte (Note [Sparse code stores])
+    __atomic_fetch_add(d.stored, static_cast<unsigned long long>((m + 3) / 4), __ATOMIC_RELAXED);
   for (int64_t q = 0; 4 * q < m; ++q) {
     const int k = int(std::min<int64_t>(4, m - 4 * q));
     uint32_t code = 0;

@@ -64,6 +64,8 @@ void emit_delta(const DeltaOut& d, const EwJob& j, int64_t g0, int64_t g1, int64
     }
     d.codes[(4 * q - j.first) >> 2] = uint8_t(code);
   }
+  if (d.stored != nullptr)  // every byte (Note [Sparse code stores])
+    __atomic_fetch_add(d.stored, static_cast<unsigned long long>(((g1 - 1) >> 2) - (g0 >> 2) + 1), __ATOMIC_RELAXED);
 }
 
 // All passes of Note [Term passes] for the 128-blocks [blo, bhi).

@@ -248,7 +248,7 @@ class OffloadEngine : public Engine {
     }
     if (last_write_back_ != WriteBackMode::Dense) d2h = 0;
     if (last_write_back_ == WriteBackMode::Delta) {
-      for (int b : plan_.streamed) d2h += (store_->numel(b) + 3) / 4 + int64_t(DeltaBuffers::kCountBytes);
+      d2h += int64_t(plan_.streamed.size() * DeltaBuffers::kCountBytes) + pass_code_bytes_;
       d2h += pass_exceptions_ * int64_t(sizeof(k::DeltaEntry));
     }
     nlohmann::json j = {{"h2d_bytes", h2d}, {"d2h_bytes", d2h}, {"host_wait_ms", exec_->host_wait_ms()}};
@@ -257,6 +257,7 @@ class OffloadEngine : public Engine {
                         : last_write_back_ == WriteBackMode::Dense ? "dense" : "none";
       if (delta_) {
         j["delta_exceptions"] = pass_exceptions_;
+        j["delta_code_bytes"] = pass_code_bytes_;
         j["delta_apply_wait_ms"] = delta_wait_ms_;
       }
     }
@@ -372,6 +373,7 @@ class OffloadEngine : public Engine {
       apply_stop_ = false;
     }
     pass_exceptions_ = 0;
+    pass_code_bytes_ = 0;
     delta_wait_ms_ = 0;
     wb.count_bytes = DeltaBuffers::kCountBytes;
     wb.count_src = [this](int k) { return delta_->device_count(k); };
@@ -394,6 +396,7 @@ class OffloadEngine : public Engine {
         }
         dev_->host_wait(item.second);
         pass_exceptions_ += delta_->apply(item.first);
+        pass_code_bytes_ += delta_->stored(item.first);
       }
     });
   }
@@ -441,7 +444,7 @@ class OffloadEngine : public Engine {
   std::deque<std::pair<int, EventId>> apply_queue_;
   bool apply_stop_ = false;
   std::future<void> applies_;
-  int64_t pass_exceptions_ = 0;
+  int64_t pass_exceptions_ = 0, pass_code_bytes_ = 0;
   double delta_wait_ms_ = 0;
   int64_t streamed_numel_ = 0;
   int dense_passes_left_ = 0;

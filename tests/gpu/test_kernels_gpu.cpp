@@ -446,19 +446,22 @@ TEST(KernelsGpu, ZoUpdateDeltaMatchesReference) {
     int64_t first;
     size_t off;
     int64_t cap_div;  // capacity = n / cap_div + 1; 0: capacity 0
+    int sparse;       // DeltaOut::sparse_lanes (Note [Sparse code stores])
   };
   int64_t exceptions_seen = 0, overflow_seen = 0;
   for (int64_t n : kSizes)
     for (Elem e : {Elem::F16, Elem::BF16})
       for (Dist d : {Dist::Gaussian, Dist::Rademacher})
-        for (Cfg c : {Cfg{1, 0x5eedull, 0, 0, 8}, Cfg{8, 0x77ull, 0, 0, 8}, Cfg{1, 0, 0, 0, 8},
-                      Cfg{2, 19, 4, 2, 8},          // misaligned pointer: all scalar
-                      Cfg{1, 23, 8, 0, 100000},     // tiny list: overflow path
-                      Cfg{1, 29, 0, 0, 0}}) {       // no list at all
+        for (Cfg c : {Cfg{1, 0x5eedull, 0, 0, 8, -1}, Cfg{8, 0x77ull, 0, 0, 8, 32},
+                      Cfg{1, 0, 0, 0, 8, 8},         // round to nearest: few changes, mixed rows
+                      Cfg{2, 19, 4, 2, 8, 0},        // misaligned pointer: all scalar
+                      Cfg{1, 23, 8, 0, 100000, -1},  // tiny list: overflow path
+                      Cfg{1, 29, 0, 0, 0, 8}}) {     // no list at all
           const std::string what = "n " + std::to_string(n) + " elem " + std::to_string(int(e)) + " dist " +
                                    std::to_string(int(d)) + " nterms " + std::to_string(c.nterms) + " sr " +
                                    std::to_string(c.sr) + " first " + std::to_string(c.first) + " off " +
-                                   std::to_string(c.off) + " cap_div " + std::to_string(c.cap_div);
+                                   std::to_string(c.off) + " cap_div " + std::to_string(c.cap_div) +
+                                   " sparse " + std::to_string(c.sparse);
           SCOPED_TRACE(what);
           const std::vector<uint8_t> old = weight_bits(e, n, uint32_t(n * 3 + c.nterms));
           std::vector<ZTerm> terms;
@@ -471,12 +474,15 @@ TEST(KernelsGpu, ZoUpdateDeltaMatchesReference) {
           CK(cudaMemcpy(dp, old.data(), old.size(), cudaMemcpyHostToDevice));
           MappedBuf codes(code_bytes), list(size_t(cap) * sizeof(DeltaEntry)), master(old.size());
           std::memcpy(master.p_, old.data(), old.size());
-          std::memset(codes.p_, 0xAB, code_bytes);  // poisoned: every byte must be written
-          unsigned long long* dcount = nullptr;
-          CK(cudaMalloc(&dcount, sizeof(unsigned long long)));
-          CK(cudaMemset(dcount, 0, sizeof(unsigned long long)));
+          // Storing every byte: poisoned, each must be written. Sparse: zero at rest, as in use.
+          std::memset(codes.p_, c.sparse < 0 ? 0xAB : 0, code_bytes);
+          unsigned long long* dcount = nullptr;  // [0] exceptions, [1] code bytes stored
+          CK(cudaMalloc(&dcount, 2 * sizeof(unsigned long long)));
+          CK(cudaMemset(dcount, 0, 2 * sizeof(unsigned long long)));
           DeltaOut dout{codes.dev<uint8_t>(), cap ? list.dev<DeltaEntry>() : nullptr, cap, dcount,
                         master.dev<uint16_t>(), 0};
+          dout.stored = dcount + 1;
+          dout.sparse_lanes = c.sparse;
           UpdateArgs a{dp, e, n, pid, d, terms.data(), c.nterms, 0.0f, c.sr};
           a.first = c.first;
           a.delta = &dout;
@@ -484,9 +490,10 @@ TEST(KernelsGpu, ZoUpdateDeltaMatchesReference) {
           CK(cudaDeviceSynchronize());
           std::vector<uint8_t> gpu(old.size());
           CK(cudaMemcpy(gpu.data(), dp, gpu.size(), cudaMemcpyDeviceToHost));
-          unsigned long long gcount = 0;
-          CK(cudaMemcpy(&gcount, dcount, sizeof(gcount), cudaMemcpyDeviceToHost));
+          unsigned long long gcounts[2] = {0, 0};
+          CK(cudaMemcpy(gcounts, dcount, sizeof(gcounts), cudaMemcpyDeviceToHost));
           CK(cudaFree(dcount));
+          const unsigned long long gcount = gcounts[0], gstored = gcounts[1];
           // Reference run
           std::vector<uint8_t> cpu = old, rcodes(code_bytes, 0), rmaster = old;
           std::vector<DeltaEntry> rlist(size_t(std::max<int64_t>(cap, 1)));
@@ -499,8 +506,16 @@ TEST(KernelsGpu, ZoUpdateDeltaMatchesReference) {
           ASSERT_EQ(gcount, rcount);
           const uint8_t* gc = static_cast<const uint8_t*>(codes.p_);
           int64_t code_bad = 0;
-          for (size_t j = 0; j < code_bytes; ++j) code_bad += gc[j] != rcodes[j];
+          int64_t nonzero = 0;
+          for (size_t j = 0; j < code_bytes; ++j) code_bad += gc[j] != rcodes[j], nonzero += rcodes[j] != 0;
           EXPECT_EQ(code_bad, 0) << "code bytes differ";
+          if (c.sparse < 0) {
+            EXPECT_EQ(gstored, code_bytes) << "every code byte stored once";
+          } else {  // nonzero bytes always; a 2-byte store may carry a zero byte, a dense row zeros
+            EXPECT_GE(gstored, (unsigned long long)nonzero);
+            EXPECT_LE(gstored, c.sparse == 32 ? std::min<unsigned long long>(2ull * nonzero, code_bytes)
+                                              : (unsigned long long)code_bytes);
+          }
           // Each exception once: in the list with its new bits, or (past capacity) in the master.
           const uint16_t* o16 = reinterpret_cast<const uint16_t*>(old.data());
           const uint16_t* n16 = reinterpret_cast<const uint16_t*>(gpu.data());
