@@ -21,9 +21,10 @@ namespace zoff::k {
 //     the slot counted in *count (atomically; the count includes entries past capacity);
 //   - an exception past capacity is stored straight into the host master (`overflow`).
 // The host then applies the codes and the list to the master (apply_delta), bit for bit what the
-// dense write-back would have left there. On CUDA, codes and list live in mapped pinned host
-// memory and the kernel writes them over PCIe as it goes (a warp's codes are 64 contiguous bytes),
-// so no slot-sized device buffer and no D2H copy is needed: only the 8-byte count travels.
+// dense write-back would have left there. On CUDA, the list lives in mapped pinned host memory
+// and the kernel writes it over PCIe as it goes; the codes may too (a warp's codes are 64
+// contiguous bytes) or go to device memory and travel as one copy (offload/delta_buffers.h,
+// Note [Staged codes]: what zoff does, measured faster).
 // Code byte j holds the codes of elements 4j..4j+3, element 4j + e in bits 2e..2e+1.
 // Invariant: codes are all zero at rest; the kernel writes the nonzero codes of its range (and
 // may skip zero ones, Note [Sparse code stores]), and apply_delta zeroes every byte it consumes,

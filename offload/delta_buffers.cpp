@@ -39,6 +39,17 @@ DeltaBuffers::DeltaBuffers(StreamDevice& dev, BlockStore& store, const std::vect
     m.master = static_cast<uint16_t*>(dev.mapped_pointer(store.data(b)));
   }
   counters_ = at::zeros({2 * num_slots}, at::TensorOptions().dtype(at::kLong).device(dev.device()));
+  if (const char* e = std::getenv("ZOFF_DELTA_CODES")) {
+    const std::string v = e;
+    ZOFF_CHECK(v == "staged" || v == "mapped", "environment: ZOFF_DELTA_CODES=", v, " (want staged or mapped)");
+    staged_ = v == "staged";
+  }
+  if (staged_) {
+    for (int b : blocks) slot_stride_ = std::max<int64_t>(slot_stride_, (store.numel(b) + 3) / 4);
+    slot_stride_ = (slot_stride_ + 255) / 256 * 256;  // each slot's codes 256-byte aligned
+    slot_codes_ = at::zeros({int64_t(num_slots) * slot_stride_}, at::TensorOptions().dtype(at::kByte).device(dev.device()));
+    sparse_lanes_ = 32;  // device memory: a zero code needs no store at all after prepare_slot
+  }
   if (const char* e = std::getenv("ZOFF_DELTA_SPARSE_LANES")) {
     char* end = nullptr;
     const long v = std::strtol(e, &end, 10);
@@ -54,7 +65,7 @@ k::DeltaOut DeltaBuffers::out(int b, int k) const {
   ZOFF_CHECK(k >= 0 && 2 * k < counters_.numel(), "DeltaBuffers: slot ", k);
   const Mapped& m = mapped_[size_t(b)];
   k::DeltaOut d{};
-  d.codes = m.codes;
+  d.codes = staged_ ? slot_codes_.data_ptr<uint8_t>() + int64_t(k) * slot_stride_ : m.codes;
   d.list = m.list;
   d.capacity = cap_[size_t(b)];
   d.count = reinterpret_cast<unsigned long long*>(counters_.data_ptr<int64_t>() + 2 * k);
@@ -65,7 +76,23 @@ k::DeltaOut DeltaBuffers::out(int b, int k) const {
   return d;
 }
 
-void DeltaBuffers::zero_counter(int k) { counters_.narrow(0, 2 * k, 2).zero_(); }
+const void* DeltaBuffers::device_codes(int k) const {
+  ZOFF_CHECK(staged_ && k >= 0 && 2 * k < counters_.numel(), "DeltaBuffers: no staged codes for slot ", k);
+  return slot_codes_.data_ptr<uint8_t>() + int64_t(k) * slot_stride_;
+}
+
+void* DeltaBuffers::host_codes(int b) const {
+  const int i = index_.at(size_t(b));
+  ZOFF_CHECK(i >= 0, "DeltaBuffers: block ", b, " has no buffers");
+  return codes_[size_t(i)].data();
+}
+
+size_t DeltaBuffers::code_bytes(int b) const { return size_t((store_.numel(b) + 3) / 4); }
+
+void DeltaBuffers::prepare_slot(int k) {
+  counters_.narrow(0, 2 * k, 2).zero_();
+  if (staged_) slot_codes_.narrow(0, int64_t(k) * slot_stride_, slot_stride_).zero_();
+}
 
 const void* DeltaBuffers::device_count(int k) const { return counters_.data_ptr<int64_t>() + 2 * k; }
 

@@ -18,11 +18,24 @@ namespace zoff {
 //  - per streamed block b, in pinned host memory that the device writes directly (mapped):
 //    codes ((numel + 3) / 4 bytes, all zero at rest) and an exception list of
 //    ceil(numel / list_divisor) entries;
-//  - two device counters per slot, exceptions and code bytes stored (zeroed by zero_counter
+//  - two device counters per slot, exceptions and code bytes stored (zeroed by prepare_slot
 //    before the block's update, read by the Offload op's 16-byte D2H into the block's pinned
 //    host count words).
-// The kernel's sparse_lanes (Note [Sparse code stores]) is kSparseLanes unless the environment
-// sets ZOFF_DELTA_SPARSE_LANES (a tuning knob, like ZOFF_HOST_ISA: -1 stores every code).
+// Where the kernel writes the codes (Note [Staged codes]): staged (default) into a device buffer
+// per slot, which the Offload op copies to the block's host codes before the count; mapped
+// (environment ZOFF_DELTA_CODES=mapped, a tuning knob like ZOFF_HOST_ISA) straight into the host
+// codes over PCIe, with sparse_lanes kSparseLanes (Note [Sparse code stores]) unless
+// ZOFF_DELTA_SPARSE_LANES says otherwise (-1 stores every code).
+//
+// Note [Staged codes]
+// Measured on the H200 (docs/results.md, session 5): the update kernel's stores into mapped
+// host memory slow the concurrent uploads far more than their bytes suggest. OPT-6.7B moved
+// 1.67 GB of codes per step as 64-byte stores and uploads ran at 46-49 GB/s instead of 55;
+// storing only the nonzero codes cut that to 0.17 GB but made the step slower (0.308 s against
+// 0.284 s): the link pays per transaction, and small stores are many. So the codes go to a
+// device buffer (zeroed before the update, so parameter gaps read as unchanged) and travel as
+// one DMA copy, at a quarter byte per element, like any other copy. The exception list stays
+// mapped: it is small and its stores are grouped (Note [Delta emission]).
 // apply(b) runs on a host thread once block b's Offload completed: it applies the codes and the
 // first min(count, capacity) list entries to b's master (exceptions past capacity were stored in
 // the master by the kernel), leaving the codes zero again.
@@ -35,10 +48,17 @@ class DeltaBuffers {
 
   // The group-level DeltaOut for block b updated in slot k (device-usable pointers, index_base 0).
   k::DeltaOut out(int b, int k) const;
-  // Enqueues the zeroing of slot k's counter on the current stream (the compute callback's).
-  void zero_counter(int k);
+  // Enqueues the zeroing of slot k's counters (and staged codes) on the current stream (the
+  // compute callback's), before the update that fills them.
+  void prepare_slot(int k);
   const void* device_count(int k) const;
   void* host_count(int b) const;
+  bool staged() const { return staged_; }
+  const void* device_codes(int k) const;  // staged only
+  void* host_codes(int b) const;
+  size_t code_bytes(int b) const;
+  // Code bytes of block b's last update that crossed the link.
+  int64_t d2h_code_bytes(int b) const { return staged_ ? int64_t(code_bytes(b)) : stored(b); }
   static constexpr size_t kCountBytes = 2 * sizeof(unsigned long long);
   static constexpr int kSparseLanes = 8;
   int sparse_lanes() const { return sparse_lanes_; }
@@ -67,6 +87,9 @@ class DeltaBuffers {
   std::vector<Mapped> mapped_;   // per block, as the device sees them
   at::Tensor counters_;          // 2 x num_slots int64 on the device
   int sparse_lanes_ = kSparseLanes;
+  bool staged_ = true;
+  at::Tensor slot_codes_;        // staged: num_slots x max code bytes, uint8, on the device
+  int64_t slot_stride_ = 0;
   int64_t host_bytes_ = 0;
   int64_t exceptions_ = 0, overflowed_ = 0;
 };

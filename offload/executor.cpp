@@ -85,8 +85,10 @@ void Executor::issue(const Plan& plan, const ComputeFn& compute, const HostUpdat
       case OpKind::Offload:
         if (wb.mode == WriteBackMode::Dense)
           dev_.copy_d2h(s, store_.data(b), ring_->data(op.slot), size_t(store_.bytes(b)), b);
-        else if (wb.mode == WriteBackMode::Delta)
+        else if (wb.mode == WriteBackMode::Delta) {
+          if (wb.codes_src) dev_.copy_d2h(s, wb.codes_dst(b), wb.codes_src(op.slot), wb.codes_bytes(b), b);
           dev_.copy_d2h(s, wb.count_dst(b), wb.count_src(op.slot), wb.count_bytes, b);
+        }
         break;
       case OpKind::WaitHostUpdate:
         break;
@@ -110,6 +112,8 @@ void Executor::run_step(const Plan& plan, const ComputeFn& compute, const HostUp
   ZOFF_CHECK(write_back.mode != WriteBackMode::Delta ||
                  (write_back.count_src && write_back.count_dst && write_back.count_bytes > 0),
              "executor: a delta write-back needs count_src, count_dst and count_bytes");
+  ZOFF_CHECK(!write_back.codes_src || (write_back.codes_dst && write_back.codes_bytes),
+             "executor: staged delta codes need codes_dst and codes_bytes");
   timeline_.clear();
   host_wait_ms_ = 0;
   const auto t0 = std::chrono::steady_clock::now();

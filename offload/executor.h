@@ -44,6 +44,10 @@ struct WriteBackSpec {
   std::function<const void*(int slot)> count_src;
   std::function<void*(int block)> count_dst;
   size_t count_bytes = 0;
+  // Optional: the codes, staged in device memory per slot, copied before the count.
+  std::function<const void*(int slot)> codes_src;
+  std::function<void*(int block)> codes_dst;
+  std::function<size_t(int block)> codes_bytes;
   std::function<void(int block, EventId done)> offload_issued;
 };
 

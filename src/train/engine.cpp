@@ -164,7 +164,7 @@ class OffloadEngine : public Engine {
       const bool res = resident_->is_resident(b);
       if (wb.mode == WriteBackMode::Delta && !res) {
         const int k = plan_.slot_of_block[size_t(b)];
-        delta_->zero_counter(k);
+        delta_->prepare_slot(k);
         const k::DeltaOut d = delta_->out(b, k);
         return step.visit(m_.layer_group(b), buf, true, &d);
       }
@@ -378,6 +378,11 @@ class OffloadEngine : public Engine {
     wb.count_bytes = DeltaBuffers::kCountBytes;
     wb.count_src = [this](int k) { return delta_->device_count(k); };
     wb.count_dst = [this](int b) { return delta_->host_count(b); };
+    if (delta_->staged()) {
+      wb.codes_src = [this](int k) { return delta_->device_codes(k); };
+      wb.codes_dst = [this](int b) { return delta_->host_codes(b); };
+      wb.codes_bytes = [this](int b) { return delta_->code_bytes(b); };
+    }
     wb.offload_issued = [this](int b, EventId e) {
       std::lock_guard<std::mutex> lk(apply_mu_);
       apply_queue_.push_back({b, e});
@@ -396,7 +401,7 @@ class OffloadEngine : public Engine {
         }
         dev_->host_wait(item.second);
         pass_exceptions_ += delta_->apply(item.first);
-        pass_code_bytes_ += delta_->stored(item.first);
+        pass_code_bytes_ += delta_->d2h_code_bytes(item.first);
       }
     });
   }

@@ -225,22 +225,29 @@ TEST(Executor, WriteBackSkipAndDelta) {
   for (int b : rig.plan.streamed) EXPECT_EQ(test::mismatches(*rig.store, b, 0.f), 0) << "skip wrote block " << b;
 
   uint64_t src[2] = {0, 0}, dst[B] = {};
+  uint32_t csrc[2][3] = {}, cdst[B][3] = {};  // staged codes (Note [Staged codes]): 4 + b bytes of 12
   std::vector<int> issued;
   WriteBackSpec delta;
   delta.mode = WriteBackMode::Delta;
   delta.count_bytes = sizeof(uint64_t);
   delta.count_src = [&](int k) { return static_cast<const void*>(&src[k]); };
   delta.count_dst = [&](int b) { return static_cast<void*>(&dst[b]); };
+  delta.codes_src = [&](int k) { return static_cast<const void*>(csrc[k]); };
+  delta.codes_dst = [&](int b) { return static_cast<void*>(cdst[b]); };
+  delta.codes_bytes = [&](int b) { return size_t(4 + b); };
   delta.offload_issued = [&](int b, EventId e) {
     issued.push_back(b);
     dev.host_wait(e);
     EXPECT_EQ(dst[b], uint64_t(100 + b)) << "the event completed before block " << b << "'s count arrived";
+    const uint8_t* c = reinterpret_cast<const uint8_t*>(cdst[b]);
+    for (int i = 0; i < 12; ++i) EXPECT_EQ(c[i], i < 4 + b ? uint8_t(b + 1) : 0) << "block " << b << " code byte " << i;
   };
   rig.exec->run_step(
       rig.plan,
       [&](int b, at::Tensor buf) {
         buf.add_(1.0);
-        if (rig.plan.slot_of_block[size_t(b)] >= 0) src[rig.plan.slot_of_block[size_t(b)]] = uint64_t(100 + b);
+        const int k = rig.plan.slot_of_block[size_t(b)];
+        if (k >= 0) src[k] = uint64_t(100 + b), std::memset(csrc[k], b + 1, sizeof(csrc[k]));
       },
       {}, {}, delta);
   EXPECT_EQ(issued, rig.plan.streamed);

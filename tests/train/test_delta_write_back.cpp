@@ -130,6 +130,29 @@ TEST(DeltaWriteBack, Bf16MastersMatchResidentAndDense) {
     }
 }
 
+// Note [Staged codes]: the codes staged in device memory (default) or stored straight into the
+// mapped host codes (ZOFF_DELTA_CODES=mapped, sparse stores) leave the same bits; a bad value of
+// the knob is an error naming it.
+TEST(DeltaWriteBack, MappedAndStagedCodesAgree) {
+  const Result ref = run(bf16_config(OptimizerKind::MeZO, 1e-3), 5);
+  const Result staged = run(streamed(bf16_config(OptimizerKind::MeZO, 1e-3), WriteBack::Delta, 2), 5);
+  expect_identical(staged, ref, "staged codes");
+  struct EnvGuard {
+    ~EnvGuard() { unsetenv("ZOFF_DELTA_CODES"); }
+  } guard;
+  setenv("ZOFF_DELTA_CODES", "mapped", 1);
+  const Result mapped = run(streamed(bf16_config(OptimizerKind::MeZO, 1e-3), WriteBack::Delta, 3), 5);
+  expect_identical(mapped, ref, "mapped codes");
+  EXPECT_GT(total_exceptions(mapped), 0);
+  setenv("ZOFF_DELTA_CODES", "mapd", 1);
+  try {
+    run(streamed(bf16_config(OptimizerKind::MeZO, 1e-3), WriteBack::Delta, 2), 2);
+    ADD_FAILURE() << "ZOFF_DELTA_CODES=mapd accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("ZOFF_DELTA_CODES"), std::string::npos) << e.what();
+  }
+}
+
 // A list of one entry per block: nearly every exception overflows into the master directly.
 TEST(DeltaWriteBack, OverflowingListsStillExact) {
   const Result ref = run(bf16_config(OptimizerKind::MeZO, 1e-3), 5);
