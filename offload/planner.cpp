@@ -107,6 +107,11 @@ PlanReport plan_offload(const PlannerInput& in, const OffloadPolicy& p) {
     r.slot_bytes = max_transfer;
     ring.push_back({"slots (" + std::to_string(p.num_slots) + " x " + format_bytes(max_transfer) + ")",
                     int64_t(p.num_slots) * align256(max_transfer)});
+    // Note [Staged codes] (offload/delta_buffers.h): the delta write-back's codes, a quarter byte
+    // per element of the largest block, per slot.
+    if (uses_delta_write_back(p))
+      ring.push_back({"delta codes (" + std::to_string(p.num_slots) + " x " + format_bytes((max_numel + 3) / 4) + ")",
+                      int64_t(p.num_slots) * align256((max_numel + 3) / 4)});
     // No fp8 unpack buffer: ZoStep dequantises each matrix straight into the perturbation
     // scratch when the forward asks for it (Note [fp8 groups] in src/optim/zo_step.cpp).
     int64_t fixed = common_total;
@@ -144,8 +149,9 @@ PlanReport plan_offload(const PlannerInput& in, const OffloadPolicy& p) {
   for (int b = 0; b < B; ++b) {
     if (r.resident[size_t(b)]) continue;
     r.h2d_bytes_per_step += transfer[size_t(b)];
-    // Note [Delta write-back]: 2-bit codes (a quarter byte per element) plus the exception list,
-    // ~1% of the elements at 8 bytes each at MeZO's learning rates (docs/results.md).
+    // Note [Delta write-back]: 2-bit codes (a quarter byte per element, one DMA copy, Note
+    // [Staged codes]) plus the exception list, ~1% of the elements at 8 bytes each at MeZO's
+    // learning rates (docs/results.md).
     if (p.update_site == UpdateSite::Gpu)
       r.d2h_bytes_per_step += uses_delta_write_back(p) ? in.blocks[size_t(b)].numel * 33 / 100 : storage[size_t(b)];
   }
