@@ -54,6 +54,7 @@ class WeightSource {
 // rotary tables.
 struct AttnContext {
   at::Tensor mask;       // [B, 1, T, T] additive, compute dtype (0 or a large negative)
+  bool causal_only = false;  // no padding: the mask is exactly causal (Note [Attention path])
   at::Tensor positions;  // [B, T] int64
   at::Tensor rope_cos;   // [B, T, head_dim] (Llama/Qwen2), compute dtype
   at::Tensor rope_sin;

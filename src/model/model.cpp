@@ -91,11 +91,15 @@ at::Tensor attention(at::Tensor q, at::Tensor k, at::Tensor v, const AttnContext
     v = v.repeat_interleave(nh / nkv, 1);
   }
   // Note [Attention path]
-  // LibTorch >= 2.0 has at::scaled_dot_product_attention, which picks fused (memory-efficient)
-  // kernels on the GPU; 1.13 only has a private variant, so there we compute the same masked
-  // softmax explicitly. The mask is additive (0 / a large negative, Note [Mask value]).
+  // LibTorch >= 2.0 has at::scaled_dot_product_attention, which picks fused kernels on the GPU;
+  // 1.13 only has a private variant, so there we compute the same masked softmax explicitly.
+  // The mask is additive (0 / a large negative, Note [Mask value]). An explicit mask rules out
+  // the flash kernel (and its skipping of the masked half), so a batch without padding
+  // (ctx.causal_only, the usual packed or full-length batch) asks for is_causal instead: the
+  // same masked softmax, up to rounding.
 #if defined(TORCH_VERSION_MAJOR) && TORCH_VERSION_MAJOR >= 2
-  at::Tensor o = at::scaled_dot_product_attention(q, k, v, ctx.mask);
+  at::Tensor o = ctx.causal_only ? at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/true)
+                                 : at::scaled_dot_product_attention(q, k, v, ctx.mask);
 #else
   at::Tensor s = at::matmul(q, k.transpose(-2, -1)) * (1.0 / std::sqrt(double(D)));
   s = s + ctx.mask;
@@ -150,6 +154,9 @@ AttnContext Model::make_context(const at::Tensor& attention_mask, at::ScalarType
   ZOFF_CHECK(attention_mask.dim() == 2, "attention_mask must be [B, T]");
   AttnContext ctx;
   at::Tensor am = attention_mask.to(device, at::kLong);
+  // Read on the host only when the mask is there already (no device sync for it).
+  ctx.causal_only = attention_mask.device().is_cpu() && attention_mask.numel() > 0 &&
+                    attention_mask.ne(0).all().item<bool>();
   const int64_t B = am.size(0), T = am.size(1);
   auto lopt = at::TensorOptions().device(device);
   // Note [Mask value]

@@ -172,7 +172,7 @@ void ZoStep::begin_pass(const StepRequest& req, const StepBatch& batch, bool app
   batch_.attention_mask = batch.attention_mask.to(device_, at::kLong);
   batch_.labels = batch.labels.defined() ? batch.labels.to(device_, at::kLong)
                                          : labels_from_inputs(batch_.input_ids, batch_.attention_mask);
-  ctx_ = model_.make_context(batch_.attention_mask, compute_, device_);
+  ctx_ = model_.make_context(batch.attention_mask, compute_, device_);
   apply_pending_ = apply_pending;
   keep_rows_ = keep_rows;
   next_group_ = 0;

@@ -42,6 +42,38 @@ TEST_P(GpuParity, Fp32OnCudaMatchesTransformers) {
   EXPECT_NEAR(loss, read(*ref, "loss").item<double>(), 1e-5);
 }
 
+// Note [Attention path]: a batch without padding takes SDPA's is_causal (flash) path; it must
+// give the explicit-mask path's logits up to rounding, in fp32 and bf16.
+TEST_P(GpuParity, CausalPathMatchesExplicitMask) {
+  c10::InferenceMode guard;
+  const std::string dir = std::string(ZOFF_TEST_DATA) + "/" + GetParam();
+  Model m(parse_hf_config(dir + "/model/config.json"));
+  for (at::ScalarType dt : {at::kFloat, at::kBFloat16}) {
+    ModelWeights w = load_weights(m, dir + "/model", dt);
+    std::vector<at::Tensor> dev;
+    for (auto& f : w.flats) dev.push_back(f.to(at::kCUDA));
+    FlatWeightSource src(m, dev, dt);
+    at::Tensor ids = at::randint(0, m.spec().vocab_size, {2, 37}, at::TensorOptions().dtype(at::kLong));
+    at::Tensor mask = at::ones({2, 37}, at::TensorOptions().dtype(at::kLong));
+    const at::Device cuda(at::kCUDA);
+    AttnContext fast = m.make_context(mask, dt, cuda);
+    ASSERT_TRUE(fast.causal_only);
+    AttnContext slow = fast;
+    slow.causal_only = false;
+    auto run = [&](const AttnContext& ctx) {
+      at::Tensor h = m.embed(ids.to(cuda), ctx, src);
+      for (int l = 0; l < m.num_layers(); ++l) h = m.block(l, h, ctx, src);
+      return m.head(h, src).to(at::kFloat);
+    };
+    const double e = rel_err(run(fast), run(slow));
+    EXPECT_LT(e, dt == at::kFloat ? 1e-5 : 2e-2) << GetParam() << " dtype " << c10::toString(dt);
+    // A padded batch keeps the explicit mask (and a mask already on the device is not read).
+    mask[1][0] = 0;
+    EXPECT_FALSE(m.make_context(mask, dt, cuda).causal_only);
+    EXPECT_FALSE(m.make_context(at::ones({2, 37}, at::TensorOptions().dtype(at::kLong).device(cuda)), dt, cuda).causal_only);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Fixtures, GpuParity,
                          ::testing::Values("opt-tiny", "opt-tiny-postln-proj", "llama-tiny", "qwen2-tiny"));
 
