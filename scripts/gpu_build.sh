@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds zoff on the GPU machine (no network): unpacks the carried .debs, configures against the
 # python torch's LibTorch with CUDA, builds. Usage: scripts/gpu_build.sh [build-dir] [extra cmake args]
+# (environment ZOFF_BUILD_TARGETS: only those targets)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build-gpu}
@@ -18,4 +19,10 @@ cmake -S . -B "$BUILD" -G Ninja \
   -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc \
   -DCMAKE_BUILD_RPATH="$PREFIX/usr/lib/x86_64-linux-gnu" \
   -DZOFF_CUDA=ON "$@"
-cmake --build "$BUILD" -j "$(nproc)"
+# ZOFF_BUILD_TARGETS="test_gpu bench_step" builds just those (device time is scarce).
+if [ -n "${ZOFF_BUILD_TARGETS:-}" ]; then
+  # shellcheck disable=SC2086
+  cmake --build "$BUILD" -j "$(nproc)" --target $ZOFF_BUILD_TARGETS
+else
+  cmake --build "$BUILD" -j "$(nproc)"
+fi
