@@ -25,7 +25,7 @@ namespace zoff {
 // per slot, which the Offload op copies to the block's host codes before the count; mapped
 // (environment ZOFF_DELTA_CODES=mapped, a tuning knob like ZOFF_HOST_ISA) straight into the host
 // codes over PCIe, with sparse_lanes kSparseLanes (Note [Sparse code stores]) unless
-// ZOFF_DELTA_SPARSE_LANES says otherwise (-1 stores every code).
+// ZOFF_DELTA_SPARSE_LANES says otherwise.
 //
 // Note [Staged codes]
 // Measured on the H200 (docs/results.md, session 5): the update kernel's stores into mapped
@@ -60,7 +60,8 @@ class DeltaBuffers {
   // Code bytes of block b's last update that crossed the link.
   int64_t d2h_code_bytes(int b) const { return staged_ ? int64_t(code_bytes(b)) : stored(b); }
   static constexpr size_t kCountBytes = 2 * sizeof(unsigned long long);
-  static constexpr int kSparseLanes = 8;
+  // Mapped codes: every code stored (sparse stores measured slower, Note [Staged codes]).
+  static constexpr int kSparseLanes = -1;
   int sparse_lanes() const { return sparse_lanes_; }
 
   // Applies block b's change to its master; returns the exceptions it had.
