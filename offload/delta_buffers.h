@@ -35,7 +35,9 @@ namespace zoff {
 // 0.284 s): the link pays per transaction, and small stores are many. So the codes go to a
 // device buffer (zeroed before the update, so parameter gaps read as unchanged) and travel as
 // one DMA copy, at a quarter byte per element, like any other copy. The exception list stays
-// mapped: it is small and its stores are grouped (Note [Delta emission]).
+// mapped: it is small and its stores are grouped (Note [Delta emission]). With staged codes the
+// streamed step reached 0.91 / 0.92 of the one-way transfer bound at 13B / 30B (0.81 with mapped
+// codes at 13B, 0.76-0.81 with the dense write-back).
 // apply(b) runs on a host thread once block b's Offload completed: it applies the codes and the
 // first min(count, capacity) list entries to b's master (exceptions past capacity were stored in
 // the master by the kernel), leaving the codes zero again.
