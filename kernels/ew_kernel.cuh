@@ -10,6 +10,7 @@
 #include "kernels/ref/ew_job.h"
 #include "kernels/ref/scalar.h"
 #include "kernels/zo_kernels.h"
+#include "kernels/ziggurat_dev.cuh"
 
 namespace zoff::k {
 
@@ -82,7 +83,7 @@ constexpr int kTile = 1024;
 
 // Note [Gaussian occupancy]
 // Rademacher passes are memory-bound: a thread keeps all of a tile's rows in flight (8 x 16 bytes
-// for fp32). Gaussian passes are bound by Philox + Box-Muller arithmetic, whose long dependent
+// for fp32). Gaussian passes are bound by Philox + ziggurat arithmetic, whose long dependent
 // chains want more resident warps instead: a thread loads ZOFF_EW_GAUSS_ROWS rows at a time and the
 // register cap admits ZOFF_EW_GAUSS_MIN_BLOCKS blocks per SM. Both are tuning knobs (bench_kernels,
 // docs/results-kernels.md), not semantics.
@@ -146,6 +147,11 @@ __global__ void __launch_bounds__(kEwBlock, ew_min_blocks(D)) ew_kernel(const __
   const int64_t tid = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   const int64_t nthreads = int64_t(gridDim.x) * blockDim.x;
   [[maybe_unused]] uint32_t stored = 0;  // code bytes this thread stored (Note [Sparse code stores])
+  const ZigEntry* zt = nullptr;  // Note [Ziggurat tables in shared memory]
+  if constexpr (D == Dist::Gaussian) {
+    __shared__ ZigEntry zsh[256];
+    zt = zig_shared_table(zsh);
+  }
 
   // ---- vector body ----
   if (p.vend > p.vbeg) {
@@ -181,18 +187,6 @@ __global__ void __launch_bounds__(kEwBlock, ew_min_blocks(D)) ew_kernel(const __
           }
           if (g < abeg || g >= aend) continue;
           const int64_t i0 = g - p.first;
-          float x[V];
-          if constexpr (SRC == Elem::F8E4M3) {
-            int64_t row = i0 / p.row_len, rem = i0 - row * p.row_len;
-            ZOFF_UNROLL
-            for (int j = 0; j < V; ++j) {
-              x[j] = mul_rn(decode<SRC>(vec_elem<SS>(sv[r], j)), p.row_scales[row]);
-              if (++rem == p.row_len) rem = 0, ++row;
-            }
-          } else {
-            ZOFF_UNROLL
-            for (int j = 0; j < V; ++j) x[j] = decode<SRC>(vec_elem<SS>(sv[r], j));
-          }
           float acc[V], acc2[MIRROR ? V : 1];
           ZOFF_UNROLL
           for (int j = 0; j < V; ++j) acc[j] = 0.0f;
@@ -200,10 +194,9 @@ __global__ void __launch_bounds__(kEwBlock, ew_min_blocks(D)) ew_kernel(const __
           for (int j = 0; j < (MIRROR ? V : 1); ++j) acc2[j] = 0.0f;
           if constexpr (D == Dist::Gaussian) {
 #pragma unroll 1
-            for (int k = 0; k < p.nterms; ++k) {  // not unrolled: Box-Muller is long, terms few
+            for (int k = 0; k < p.nterms; ++k) {  // not unrolled: Philox is long, terms few
               float z[V];
-              ZOFF_UNROLL
-              for (int q = 0; q < V / 4; ++q) gaussian4(philox_block(p.seed[k], p.pid, uint64_t(g >> 2) + q), z + 4 * q);
+              gaussian_v<V>(p.seed[k], p.pid, uint64_t(g), zt, z);
               ZOFF_UNROLL
               for (int j = 0; j < V; ++j) acc[j] = add_rn(acc[j], mul_rn(p.coeff[k], z[j]));
               if constexpr (MIRROR) {
@@ -223,6 +216,19 @@ __global__ void __launch_bounds__(kEwBlock, ew_min_blocks(D)) ew_kernel(const __
                   acc2[j] = add_rn(acc2[j], mul_rn(-p.coeff[k], ((zw[k] >> j) & 1u) ? -1.0f : 1.0f));
               }
             }
+          }
+          // x after z: fewer values live across the ziggurat's slow path (Note [Ziggurat z]).
+          float x[V];
+          if constexpr (SRC == Elem::F8E4M3) {
+            int64_t row = i0 / p.row_len, rem = i0 - row * p.row_len;
+            ZOFF_UNROLL
+            for (int j = 0; j < V; ++j) {
+              x[j] = mul_rn(decode<SRC>(vec_elem<SS>(sv[r], j)), p.row_scales[row]);
+              if (++rem == p.row_len) rem = 0, ++row;
+            }
+          } else {
+            ZOFF_UNROLL
+            for (int j = 0; j < V; ++j) x[j] = decode<SRC>(vec_elem<SS>(sv[r], j));
           }
           uint32_t ow[OUT_U4 * 4], ow2[MIRROR ? OUT_U4 * 4 : 1];
           ZOFF_UNROLL
@@ -300,7 +306,7 @@ __global__ void __launch_bounds__(kEwBlock, ew_min_blocks(D)) ew_kernel(const __
     float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f}, acc2[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     for (int k = 0; k < p.nterms; ++k) {
       float z[4];
-      z_group<D>(p.seed[k], p.pid, uint64_t(q), z);
+      z_group<D>(p.seed[k], p.pid, uint64_t(q), z, zt);
       ZOFF_UNROLL
       for (int j = 0; j < 4; ++j) acc[j] = add_rn(acc[j], mul_rn(p.coeff[k], z[j]));
       if constexpr (MIRROR) {

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <memory>
 
+#include "kernels/philox.h"  // kGaussianSampler
 #include "zoff/config.h"
 #include "zoff/error.h"
 #include "zoff/log.h"
@@ -34,6 +35,7 @@ int64_t rebuild_from_seed_log(const std::string& run_dir, const std::string& out
     ++lineno;
     if (line.empty()) continue;
     PendingUpdate p;
+    std::string sampler;
     try {
       auto j = nlohmann::json::parse(line);
       p.step = j.at("step").get<int64_t>();
@@ -41,9 +43,17 @@ int64_t rebuild_from_seed_log(const std::string& run_dir, const std::string& out
         p.terms.push_back(DirTerm{t.at(0).get<uint64_t>(), t.at(1).get<double>(), t.at(2).get<int64_t>()});
       p.decay = j.at("decay").get<double>();
       p.lr = j.at("lr").get<double>();
+      sampler = j.value("z", std::string());
     } catch (const std::exception& e) {
       ZOFF_INPUT_FAIL(log_path, ":", lineno, ": bad seed-log line: ", e.what());
     }
+    // Note [Ziggurat z]: the directions are regenerated, so they must come from the same sampler.
+    ZOFF_INPUT_CHECK(sampler == k::kGaussianSampler, log_path, ":", lineno, ": field \"z\" is ",
+                     sampler.empty() ? std::string("missing: the log was written by a zoff that drew Box-Muller z "
+                                                   "(before the ziggurat sampler), whose directions this version "
+                                                   "cannot regenerate; replay it with that version (commit 2b2e28a "
+                                                   "or older). The run's saved checkpoints are unaffected")
+                                     : "'" + sampler + "', but this zoff draws '" + k::kGaussianSampler + "'");
     ZOFF_INPUT_CHECK(p.step > last, log_path, ":", lineno, ": step ", p.step, " is not after step ", last,
                      " (a resumed run must append to the same log in order)");
     last = p.step;

@@ -13,6 +13,7 @@
 
 #include "device_info.h"
 #include "engine.h"
+#include "kernels/philox.h"  // kGaussianSampler
 #include "zoff/async_io.h"
 #include "zoff/dataset.h"
 #include "zoff/distributed.h"
@@ -263,7 +264,10 @@ StepStats Trainer::train_step() {
   if (!pend.empty() && I.dist->is_root()) {
     nlohmann::json terms = nlohmann::json::array();
     for (auto& t : pend.terms) terms.push_back({t.seed, t.coeff, t.basis});
-    I.seeds << nlohmann::json{{"step", I.step}, {"terms", terms}, {"decay", pend.decay}, {"lr", pend.lr}}.dump() << "\n";
+    I.seeds << nlohmann::json{{"step", I.step},   {"terms", terms}, {"decay", pend.decay},
+                              {"lr", pend.lr},     {"z", k::kGaussianSampler}}
+                   .dump()
+            << "\n";
     I.seeds.flush();
   }
   StepStats s;

@@ -1,6 +1,9 @@
 // Seed-log replay rebuilds the trained weights bit for bit from the base checkpoint.
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <string>
+
 #include "common/remove_tree.h"
 #include "zoff/replay.h"
 #include "zoff/safetensors.h"
@@ -48,6 +51,48 @@ TEST(Replay, SeedLogRebuildsTrainedWeightsExactly) {
     EXPECT_FALSE(at::equal(r3.flats[1], r.flats[1]));
     zoff::testing::remove_tree(c.train.output_dir);
   }
+}
+
+// Note [Ziggurat z]: a log line without the sampler's name (written before the ziggurat) or with
+// another name is refused with the file, the line and the field, not replayed into wrong weights.
+TEST(Replay, RefusesLogsFromAnotherGaussianSampler) {
+  RunConfig c;
+  c.source = "replay-test";
+  c.model.checkpoint = std::string(ZOFF_TEST_DATA) + "/opt-tiny/model";
+  c.model.spec = parse_hf_config(c.model.checkpoint + "/config.json");
+  c.data.batch_size = 2;
+  c.data.max_length = 16;
+  c.train.steps = 2;
+  c.train.device = "cpu";
+  c.train.log_every = 0;
+  char t[] = "/tmp/zoff_replay_XXXXXX";
+  c.train.output_dir = mkdtemp(t);
+  {
+    Trainer tr(c);
+    tr.train_step();
+  }
+  const std::string log = c.train.output_dir + "/seed_log.jsonl";
+  std::ifstream in(log);
+  std::string line;
+  std::getline(in, line);
+  in.close();
+  ASSERT_NE(line.find("\"z\":\"ziggurat256\""), std::string::npos) << line;
+  for (const std::string& bad : {std::string(""), std::string(",\"z\":\"box-muller\"")}) {
+    std::string old = line;
+    old.erase(old.find(",\"z\":\"ziggurat256\""), std::string(",\"z\":\"ziggurat256\"").size());
+    old.insert(old.size() - 1, bad);
+    std::ofstream(log) << line << "\n" << old << "\n";
+    try {
+      rebuild_from_seed_log(c.train.output_dir, c.train.output_dir + "/out");
+      ADD_FAILURE() << "replayed a log line " << old;
+    } catch (const std::exception& e) {
+      const std::string m = e.what();
+      EXPECT_NE(m.find("seed_log.jsonl:2"), std::string::npos) << m;
+      EXPECT_NE(m.find("field \"z\""), std::string::npos) << m;
+      EXPECT_NE(m.find(bad.empty() ? "Box-Muller" : "box-muller"), std::string::npos) << m;
+    }
+  }
+  zoff::testing::remove_tree(c.train.output_dir);
 }
 
 }  // namespace
