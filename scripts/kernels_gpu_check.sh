@@ -17,7 +17,11 @@ TAG=${TAG:-}
 mkdir -p "$B/obj$TAG" "$B/bin" "$OUT"
 DEPS=/tmp/deps
 mkdir -p $DEPS
-for f in .gpu-debs/*.deb; do [ -e "$f" ] && dpkg -x "$f" $DEPS; done
+# Extracted once: variant builds may then run at the same time without racing on the files.
+if [ ! -e $DEPS/.extracted ]; then
+  for f in .gpu-debs/*.deb; do [ -e "$f" ] && dpkg -x "$f" $DEPS; done
+  touch $DEPS/.extracted
+fi
 LIB=$DEPS/usr/lib/x86_64-linux-gnu
 CUDA_HOME=${CUDA_HOME:-$(dirname "$(dirname "$(command -v nvcc)")")}
 INC="-I. -Iinclude -isystem $DEPS/usr/include -isystem $CUDA_HOME/include"
