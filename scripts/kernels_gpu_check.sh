@@ -32,9 +32,12 @@ build() {
   local jobs=$(nproc) O=$B/obj$TAG
   ls kernels/*.cu | xargs -P "$jobs" -I{} sh -c \
     "$NVCC -I. -Iinclude -c {} -o $O/\$(basename {} .cu).cu.o > $O/\$(basename {} .cu).ptxas.log 2>&1 || { cat $O/\$(basename {} .cu).ptxas.log; exit 1; }"
-  for f in kernels/ref/*.cpp src/error/error.cpp; do
+  for f in kernels/ref/*.cpp kernels/host/zo_host.cpp kernels/host/delta_host.cpp kernels/host/isa_scalar.cpp src/error/error.cpp; do
     $CXX -ffp-contract=off $INC -c "$f" -o "$O/$(basename "$f" .cpp).o" &
   done
+  # Note [ISA translation units]: the same flags as CMakeLists.txt gives these two files.
+  $CXX -ffp-contract=off -mavx2 -mfma -mf16c $INC -c kernels/host/isa_avx2.cpp -o $O/isa_avx2.o &
+  $CXX -ffp-contract=off -mavx512f -mavx2 -mfma -mf16c $INC -c kernels/host/isa_avx512.cpp -o $O/isa_avx512.o &
   $CXX $INC -c tests/gpu/test_kernels_gpu.cpp -o $O/test_kernels_gpu.o &
   $CXX $INC -DZOFF_KERNELS_CUDA=1 -c bench/bench_kernels.cpp -o $O/bench_kernels.o &
   wait
