@@ -112,7 +112,7 @@ __device__ __forceinline__ uint32_t pick_word(const Philox4& r, int w) {
 }
 
 constexpr int kZigQueue = 192;  // > 64 + 128: the most one fast-pass round can add after a flush check
-struct ZigWarp {
+struct alignas(16) ZigWarp {  // acc is read as float4: every warp's copy must be 16-byte aligned
   float acc[kTile];
   uint32_t qw[kZigQueue];  // missed words
   uint16_t qi[kZigQueue];  // their index in the tile
