@@ -84,11 +84,11 @@ constexpr int kTile = 1024;
 // Note [Gaussian occupancy]
 // Rademacher passes are memory-bound: a thread keeps all of a tile's rows in flight (8 x 16 bytes
 // for fp32). Gaussian passes also do Philox + ziggurat arithmetic (Note [Gaussian tiles]): a thread
-// loads ZOFF_EW_GAUSS_ROWS rows at a time (default 4: all of a 16-bit tile; the first batch is
+// loads ZOFF_EW_GAUSS_ROWS rows at a time (default 2, measured best of 1/2/4; the first batch is
 // issued before the tile's z is drawn, so those loads complete under the arithmetic) and the register cap admits ZOFF_EW_GAUSS_MIN_BLOCKS
 // blocks per SM. Both are tuning knobs (bench_kernels, docs/results-kernels.md), not semantics.
 #ifndef ZOFF_EW_GAUSS_ROWS
-#define ZOFF_EW_GAUSS_ROWS 4
+#define ZOFF_EW_GAUSS_ROWS 2
 #endif
 #ifndef ZOFF_EW_GAUSS_MIN_BLOCKS
 #define ZOFF_EW_GAUSS_MIN_BLOCKS 3
