@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -162,8 +163,8 @@ void run_case(benchmark::State& st, const Options& o, const SizeDef& sz, const O
     const int forwards = forwards_per_step(cfg.optimizer);
     const double rate = gemm_rate(o, tokens, sz.hidden, sz.ffn);
     release_device_cache(o);
-    double setup_s = 0, sum_s = 0;
-    int64_t peak = 0;
+    double setup_s = 0, sum_s = 0, abs_g = 0;
+    int64_t peak = 0, g_n = 0;
     {
       const auto t0 = std::chrono::steady_clock::now();
       Trainer trainer(cfg);
@@ -176,6 +177,10 @@ void run_case(benchmark::State& st, const Options& o, const SizeDef& sz, const O
         st.SetIterationTime(dt);
         sum_s += dt;
         peak = std::max(peak, s.gpu_peak_bytes);
+        if (s.info.contains("projected_grad") && s.info.at("projected_grad").is_number()) {
+          abs_g += std::fabs(s.info.at("projected_grad").get<double>());
+          ++g_n;
+        }
       }
     }
     release_device_cache(o);
@@ -217,6 +222,9 @@ void run_case(benchmark::State& st, const Options& o, const SizeDef& sz, const O
       st.counters["h2d_busy"] = h2d_busy / busy_n;
       st.counters["compute_busy"] = compute_busy / busy_n;
     }
+    // The delta write-back's exceptions (D2H bytes, host apply time) grow with |lr g z|: report the
+    // projected gradients of the measured steps so step times compare across runs and z streams.
+    if (g_n > 0) st.counters["abs_projected_grad"] = abs_g / double(g_n);
     st.counters["forwards"] = forwards;
     st.counters["tokens"] = double(tokens);
     st.counters["setup_s"] = setup_s;

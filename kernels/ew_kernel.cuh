@@ -10,7 +10,6 @@
 #include "kernels/ref/ew_job.h"
 #include "kernels/ref/scalar.h"
 #include "kernels/zo_kernels.h"
-#include "kernels/ziggurat_dev.cuh"
 
 namespace zoff::k {
 
@@ -83,10 +82,10 @@ constexpr int kTile = 1024;
 
 // Note [Gaussian occupancy]
 // Rademacher passes are memory-bound: a thread keeps all of a tile's rows in flight (8 x 16 bytes
-// for fp32). Gaussian passes also do Philox + ziggurat arithmetic (Note [Gaussian tiles]): a thread
-// loads ZOFF_EW_GAUSS_ROWS rows at a time (default 2, measured best of 1/2/4; the first batch is
-// issued before the tile's z is drawn, so those loads complete under the arithmetic) and the register cap admits ZOFF_EW_GAUSS_MIN_BLOCKS
-// blocks per SM. Both are tuning knobs (bench_kernels, docs/results-kernels.md), not semantics.
+// for fp32). Gaussian passes are bound by Philox + Box-Muller arithmetic, whose long dependent
+// chains want more resident warps instead: a thread loads ZOFF_EW_GAUSS_ROWS rows at a time and the
+// register cap admits ZOFF_EW_GAUSS_MIN_BLOCKS blocks per SM. Both are tuning knobs (bench_kernels,
+// docs/results-kernels.md), not semantics.
 #ifndef ZOFF_EW_GAUSS_ROWS
 #define ZOFF_EW_GAUSS_ROWS 2
 #endif
@@ -94,80 +93,6 @@ constexpr int kTile = 1024;
 #define ZOFF_EW_GAUSS_MIN_BLOCKS 3
 #endif
 constexpr int ew_min_blocks(Dist d) { return d == Dist::Gaussian ? ZOFF_EW_GAUSS_MIN_BLOCKS : 3; }
-
-// Note [Gaussian tiles]
-// The ziggurat's slow path (1.5% of values, Note [Ziggurat z]) costs a few hundred instructions,
-// and a warp whose lanes each draw their own z runs it whenever any of its lanes misses: nearly
-// every batch, with one or two lanes active (measured: slower than Box-Muller). So a warp draws z
-// for its whole 1024-index tile first, cooperatively: lane l computes Philox blocks l, l + 32, ...
-// of the tile, takes the fast path, and accumulates acc = sum_k coeff_k z_k (the order of Note
-// [Term passes]) into a per-warp shared buffer; misses go to a per-warp queue and, after the
-// tile's fast pass of a term, are finished by all lanes at once (one slow-path round per ~15
-// misses instead of one per batch); the queue is flushed early when a round could overflow it.
-// Then each thread reads the acc of its own elements and proceeds as before. Mirror
-// kernels need no second buffer: acc2 = sum_k (-coeff_k) z_k from +0 is exactly
-// (acc == 0 ? +0 : -acc) (round-to-nearest is odd-symmetric, and x + -x = +0).
-__device__ __forceinline__ uint32_t pick_word(const Philox4& r, int w) {
-  return (w & 2) ? ((w & 1) ? r.v[3] : r.v[2]) : ((w & 1) ? r.v[1] : r.v[0]);
-}
-
-constexpr int kZigQueue = 192;  // > 64 + 128: the most one fast-pass round can add after a flush check
-struct alignas(16) ZigWarp {  // acc is read as float4: every warp's copy must be 16-byte aligned
-  float acc[kTile];
-  uint32_t qw[kZigQueue];  // missed words
-  uint16_t qi[kZigQueue];  // their index in the tile
-  int qn;
-};
-
-// acc[i] = sum_k coeff_k z_k for the elements T0 + i of the tile (all lanes of the warp call it).
-// Rounds 0..7: lane l draws Philox block l + 32 round of the tile; the queue is finished after
-// the last round, or earlier when it holds more than 64 (so it never overflows); one call site of
-// zig_slow keeps the code, and the registers it needs, single.
-__device__ __forceinline__ void gaussian_tile_acc(const EwParams& p, int64_t T0, const ZigEntry* zt, ZigWarp& s,
-                                                  int lane) {
-  constexpr int kRounds = kTile / 4 / 32;
-#pragma unroll 1
-  for (int k = 0; k < p.nterms; ++k) {
-    const float c = p.coeff[k];
-    const uint64_t seed = p.seed[k];
-#pragma unroll 1
-    for (int round = 0; round <= kRounds; ++round) {
-      if (round < kRounds) {
-        const int b = lane + 32 * round;
-        const Philox4 r = philox_block(seed, p.pid, uint64_t(T0 >> 2) + uint64_t(b));
-        float z[4];
-        const uint32_t miss = zig_fast4(r, zt, z);
-        if (miss != 0) {
-          const int slot = atomicAdd(&s.qn, __popc(miss));
-          int q = slot;
-          for (uint32_t m = miss; m != 0; m &= m - 1, ++q) {
-            const int j = __ffs(int(m)) - 1;
-            s.qw[q] = pick_word(r, j);
-            s.qi[q] = uint16_t(4 * b + j);
-          }
-        }
-        float4* a4 = reinterpret_cast<float4*>(s.acc + 4 * b);
-        float4 a = k == 0 ? make_float4(0.0f, 0.0f, 0.0f, 0.0f) : *a4;
-        if (!(miss & 1u)) a.x = add_rn(a.x, mul_rn(c, z[0]));
-        if (!(miss & 2u)) a.y = add_rn(a.y, mul_rn(c, z[1]));
-        if (!(miss & 4u)) a.z = add_rn(a.z, mul_rn(c, z[2]));
-        if (!(miss & 8u)) a.w = add_rn(a.w, mul_rn(c, z[3]));
-        *a4 = a;
-      }
-      __syncwarp();
-      const int n = s.qn;
-      if (round == kRounds || n > kZigQueue - 4 * 32) {
-        for (int q = lane; q < n; q += 32) {
-          const int i = s.qi[q];
-          s.acc[i] = add_rn(s.acc[i], mul_rn(c, zig_slow(s.qw[q], seed, p.pid, uint64_t(T0 + i))));
-        }
-        __syncwarp();
-        if (lane == 0) s.qn = 0;
-        __syncwarp();
-      }
-    }
-  }
-}
 
 template <Elem OUT, Elem SRC>
 constexpr int ew_vec() {
@@ -203,6 +128,9 @@ __device__ __forceinline__ void store_scalar(const EwParams& p, int64_t i, uint3
   else static_cast<uint16_t*>(p.out)[i] = uint16_t(bits);
 }
 
+__device__ __forceinline__ uint32_t pick_word(const Philox4& r, int w) {
+  return (w & 2) ? ((w & 1) ? r.v[3] : r.v[2]) : ((w & 1) ? r.v[1] : r.v[0]);
+}
 
 template <Elem OUT, Elem SRC, Dist D, bool SR, bool MIRROR = false>
 __global__ void __launch_bounds__(kEwBlock, ew_min_blocks(D)) ew_kernel(const __grid_constant__ EwParams p) {
@@ -218,15 +146,6 @@ __global__ void __launch_bounds__(kEwBlock, ew_min_blocks(D)) ew_kernel(const __
   const int64_t tid = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   const int64_t nthreads = int64_t(gridDim.x) * blockDim.x;
   [[maybe_unused]] uint32_t stored = 0;  // code bytes this thread stored (Note [Sparse code stores])
-  const ZigEntry* zt = nullptr;  // Note [Ziggurat tables in shared memory]
-  [[maybe_unused]] ZigWarp* zw_s = nullptr;  // Note [Gaussian tiles]
-  if constexpr (D == Dist::Gaussian) {
-    __shared__ ZigEntry zsh[256];
-    __shared__ ZigWarp zwarp[kEwBlock / 32];
-    zw_s = &zwarp[threadIdx.x >> 5];
-    if (lane == 0) zw_s->qn = 0;
-    zt = zig_shared_table(zsh);  // synchronises the block
-  }
 
   // ---- vector body ----
   if (p.vend > p.vbeg) {
@@ -251,9 +170,6 @@ __global__ void __launch_bounds__(kEwBlock, ew_min_blocks(D)) ew_kernel(const __
             for (int u = 0; u < SRC_U4; ++u) sv[r][u] = __ldcs(s + u);
           }
         }
-        if constexpr (D == Dist::Gaussian) {
-          if (rb == 0) gaussian_tile_acc(p, T0, zt, *zw_s, lane);  // loads in flight meanwhile
-        }
         ZOFF_UNROLL
         for (int r = 0; r < RB; ++r) {
           const int64_t g = T0 + int64_t((rb + r) * 32 + lane) * V;
@@ -265,22 +181,34 @@ __global__ void __launch_bounds__(kEwBlock, ew_min_blocks(D)) ew_kernel(const __
           }
           if (g < abeg || g >= aend) continue;
           const int64_t i0 = g - p.first;
+          float x[V];
+          if constexpr (SRC == Elem::F8E4M3) {
+            int64_t row = i0 / p.row_len, rem = i0 - row * p.row_len;
+            ZOFF_UNROLL
+            for (int j = 0; j < V; ++j) {
+              x[j] = mul_rn(decode<SRC>(vec_elem<SS>(sv[r], j)), p.row_scales[row]);
+              if (++rem == p.row_len) rem = 0, ++row;
+            }
+          } else {
+            ZOFF_UNROLL
+            for (int j = 0; j < V; ++j) x[j] = decode<SRC>(vec_elem<SS>(sv[r], j));
+          }
           float acc[V], acc2[MIRROR ? V : 1];
           ZOFF_UNROLL
           for (int j = 0; j < V; ++j) acc[j] = 0.0f;
           ZOFF_UNROLL
           for (int j = 0; j < (MIRROR ? V : 1); ++j) acc2[j] = 0.0f;
           if constexpr (D == Dist::Gaussian) {
-            if (p.nterms > 0) {
-              const float4* a4 = reinterpret_cast<const float4*>(zw_s->acc + (g - T0));
+#pragma unroll 1
+            for (int k = 0; k < p.nterms; ++k) {  // not unrolled: Box-Muller is long, terms few
+              float z[V];
               ZOFF_UNROLL
-              for (int q = 0; q < V / 4; ++q) {
-                const float4 a = a4[q];
-                acc[4 * q] = a.x, acc[4 * q + 1] = a.y, acc[4 * q + 2] = a.z, acc[4 * q + 3] = a.w;
-              }
+              for (int q = 0; q < V / 4; ++q) gaussian4(philox_block(p.seed[k], p.pid, uint64_t(g >> 2) + q), z + 4 * q);
+              ZOFF_UNROLL
+              for (int j = 0; j < V; ++j) acc[j] = add_rn(acc[j], mul_rn(p.coeff[k], z[j]));
               if constexpr (MIRROR) {
                 ZOFF_UNROLL
-                for (int j = 0; j < V; ++j) acc2[j] = acc[j] == 0.0f ? 0.0f : -acc[j];
+                for (int j = 0; j < V; ++j) acc2[j] = add_rn(acc2[j], mul_rn(-p.coeff[k], z[j]));
               }
             }
           } else {
@@ -295,19 +223,6 @@ __global__ void __launch_bounds__(kEwBlock, ew_min_blocks(D)) ew_kernel(const __
                   acc2[j] = add_rn(acc2[j], mul_rn(-p.coeff[k], ((zw[k] >> j) & 1u) ? -1.0f : 1.0f));
               }
             }
-          }
-          // x after z: fewer values live across the ziggurat's slow path (Note [Ziggurat z]).
-          float x[V];
-          if constexpr (SRC == Elem::F8E4M3) {
-            int64_t row = i0 / p.row_len, rem = i0 - row * p.row_len;
-            ZOFF_UNROLL
-            for (int j = 0; j < V; ++j) {
-              x[j] = mul_rn(decode<SRC>(vec_elem<SS>(sv[r], j)), p.row_scales[row]);
-              if (++rem == p.row_len) rem = 0, ++row;
-            }
-          } else {
-            ZOFF_UNROLL
-            for (int j = 0; j < V; ++j) x[j] = decode<SRC>(vec_elem<SS>(sv[r], j));
           }
           uint32_t ow[OUT_U4 * 4], ow2[MIRROR ? OUT_U4 * 4 : 1];
           ZOFF_UNROLL
@@ -370,7 +285,6 @@ __global__ void __launch_bounds__(kEwBlock, ew_min_blocks(D)) ew_kernel(const __
           }
         }
       }
-      if constexpr (D == Dist::Gaussian) __syncwarp();  // the next tile rewrites this warp's acc
     }
   }
 
@@ -386,7 +300,7 @@ __global__ void __launch_bounds__(kEwBlock, ew_min_blocks(D)) ew_kernel(const __
     float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f}, acc2[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     for (int k = 0; k < p.nterms; ++k) {
       float z[4];
-      z_group<D>(p.seed[k], p.pid, uint64_t(q), z, zt);
+      z_group<D>(p.seed[k], p.pid, uint64_t(q), z);
       ZOFF_UNROLL
       for (int j = 0; j < 4; ++j) acc[j] = add_rn(acc[j], mul_rn(p.coeff[k], z[j]));
       if constexpr (MIRROR) {

@@ -2,7 +2,6 @@
 #include "kernels/cuda_check.cuh"
 #include "kernels/ref/scalar.h"
 #include "kernels/zo_kernels.h"
-#include "kernels/ziggurat_dev.cuh"
 
 namespace zoff::k {
 namespace {
@@ -10,14 +9,9 @@ namespace {
 template <Dist D>
 __global__ void __launch_bounds__(256) fill_z_kernel(float* out, int64_t n, uint64_t pid, uint64_t seed, bool aligned) {
   const int64_t groups = (n + 3) / 4;
-  const ZigEntry* zt = nullptr;  // Note [Ziggurat tables in shared memory]
-  if constexpr (D == Dist::Gaussian) {
-    __shared__ ZigEntry zsh[256];
-    zt = zig_shared_table(zsh);
-  }
   for (int64_t q = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; q < groups; q += int64_t(gridDim.x) * blockDim.x) {
     float z[4];
-    z_group<D>(seed, pid, uint64_t(q), z, zt);
+    z_group<D>(seed, pid, uint64_t(q), z);
     const int64_t g = 4 * q;
     if (aligned && g + 4 <= n) {
       __stcs(reinterpret_cast<float4*>(out + g), make_float4(z[0], z[1], z[2], z[3]));

@@ -5,8 +5,6 @@
 #include <cstdint>
 #include <cstring>
 
-#include "kernels/ziggurat_table.h"
-
 #if defined(__CUDACC__)
 #define ZOFF_HD __host__ __device__ __forceinline__
 #define ZOFF_UNROLL _Pragma("unroll")
@@ -24,8 +22,8 @@ namespace zoff::k {
 //   counter = (lo32(i / 128), hi32(i / 128), lo32(p), hi32(p))   -- Rademacher: 128 signs a call
 // p is a 64-bit hash of the parameter's name (param_id()), so z does not depend on the order in
 // which blocks are visited, on the device, or on how a tensor is split into pieces. Gaussian
-// value j of a block comes from word j by the ziggurat (Note [Ziggurat z]); CPU and GPU produce
-// the same 32-bit words and the same Gaussian values, bit for bit (Note [Bit-identical logarithm]).
+// values use Box-Muller on (u0,u1) -> (z0,z1) and (u2,u3) -> (z2,z3); CPU and GPU produce the
+// same 32-bit words and the same Gaussian values, bit for bit (Note [Bit-identical Box-Muller]).
 
 struct Philox4 {
   uint32_t v[4];
@@ -122,13 +120,19 @@ ZOFF_HD float sqrt_rn(float a) {
 #endif
 }
 
-// Note [Bit-identical logarithm]
-// z must be the same on the CPU and the GPU, so nothing here uses libm or CUDA's logf/expf (they
-// differ by an ulp or two between the two). The Gaussian's slow path needs -2 ln(y); it is built
-// only from correctly rounded operations (+, *, / and fma, each explicit, so no compiler
-// contraction can apply: no product ever feeds a plain + or -) and integer bit manipulation:
-// musl's (fdlibm's) logf: y = 2^k m, m in [sqrt(2)/2, sqrt(2)), s = f / (2 + f), f = m - 1,
-// Lg1..Lg4 polynomial (error < 1 ulp), evaluated with fma. Valid for normal y in (0, 1].
+// Note [Bit-identical Box-Muller]
+// z must be the same on the CPU and the GPU, so gaussian4 uses neither libm nor CUDA's logf/sinf/
+// cosf (they differ by an ulp or two, and CUDA's accurate sincosf is slow). It is built only from
+// correctly rounded operations (+, *, /, sqrt and fma, each explicit, so no compiler contraction can
+// apply: no product ever feeds a plain + or -) and integer bit manipulation:
+//   u1 = (v1 + 1) / 2^24, v1 = word >> 8, so u1 in [2^-24, 1]; rad = sqrt(-2 ln u1), with ln from
+//     musl's (fdlibm's) logf: u1 = 2^k m, m in [sqrt(2)/2, sqrt(2)), s = f / (2 + f), f = m - 1,
+//     Lg1..Lg4 polynomial (error < 1 ulp), evaluated with fma;
+//   the angle 2 pi (v2 + 1) / 2^24 is split exactly in integers into a quarter turn q and a
+//     remainder x in [-pi/4, pi/4] (one rounding, with a two-term constant), and sin x, cos x are
+//     Cephes' sinf/cosf polynomials (about 1 ulp on that range), then rotated by q.
+// Results agree with the exact Box-Muller values to a few ulp (tests/kernels/test_philox.cpp checks
+// all 2^24 inputs of each half), and CPU and GPU agree bit for bit.
 ZOFF_HD float neg2_log_unit(float u) {
   constexpr float ln2_hi = 6.9313812256e-01f, ln2_lo = 9.0580006145e-06f;
   constexpr float Lg1 = 0.66666662693f, Lg2 = 0.40000972152f, Lg3 = 0.28498786688f, Lg4 = 0.24279078841f;
@@ -145,114 +149,47 @@ ZOFF_HD float neg2_log_unit(float u) {
   return mul_rn(-2.0f, fma_rn(dk, ln2_hi, add_rn(b, f)));
 }
 
-// Note [Ziggurat z]
-// Gaussian z is drawn by Marsaglia and Tsang's ziggurat (J. Stat. Softw. 5(8), 2000) with 256
-// layers of equal area under exp(-x^2/2) (kernels/ziggurat_table.h, made by
-// scripts/gen_ziggurat_table.py), one 32-bit Philox word per value, its bits used once each
-// (Doornik 2005: sharing the layer bits with the uniform biases the output):
-//   layer i = w & 255, sign = bit 8, u23 = w >> 9, U = u23 / 2^23 (exact), x = U * x_i.
-// Fast path (98.5% of words): u23 < k_i, i.e. x inside layer i's rectangle -> z = +-x. No
-// transcendental function: a table load, a multiply and a compare.
-// Slow path, exact rejection (zig_slow), its randomness from extra Philox calls keyed by the
-// element and the attempt a (zig_retry; counter word 1 has its top bit set, so these never
-// collide with the blocks of Note [Philox keying], which stay below 2^31):
-//   - layer 0 beyond r (the tail): Marsaglia's tail sampler, x = -ln(U1) / r, accept when
-//     -2 ln U2 > x^2, z = +-(r + x); rejected tail draws stay in the tail (fresh U1, U2);
-//   - layers 1..255 (the wedge): y = f_i + U2 (f_{i+1} - f_i), accept x when -2 ln y > x^2
-//     (y < exp(-x^2/2)); a rejected word is replaced by a fresh word (retry word 3) and the
-//     whole draw starts again.
-// Every value is a pure function of (seed, pid, element), as before. The ziggurat replaced
-// Box-Muller (a log, a sqrt, a division and a sin/cos per pair, all correctly rounded: ~300 G
-// values/s on an H100, docs/results-kernels.md); the seed logs carry the sampler's name so an
-// old log is never replayed with the new z (Note [Seed log replay]).
-constexpr const char* kGaussianSampler = "ziggurat256";  // the seed log's "z" field
-constexpr uint32_t kZigAttempts = 64;  // 0.015^64: never reached; bounds the loop all the same
-
-struct ZigEntry {
-  uint32_t k;  // layer i accepts u23 < k
-  float x;     // layer i's width x_i
-};
-
-inline constexpr ZigEntry kZigEntries[256] = ZOFF_ZIG_ENTRIES;  // host copies
-inline constexpr float kZigF[257] = ZOFF_ZIG_F;                   // exp(-x_i^2 / 2), i = 0..256
-#if defined(__CUDACC__)
-namespace {  // device copies: the fast path reads a block's shared copy (kernels/ziggurat_dev.cuh)
-__device__ const ZigEntry d_zig_entries[256] = ZOFF_ZIG_ENTRIES;
-__device__ const float d_zig_f[257] = ZOFF_ZIG_F;
-}  // namespace
-#endif
-
-ZOFF_HD float zig_unit23(uint32_t w) { return add_rn(bits_f32(0x3f800000u | (w >> 9)), -1.0f); }  // exact
-ZOFF_HD float zig_signed(float x, uint32_t w) { return bits_f32(f32_bits(x) ^ ((w & 0x100u) << 23)); }
-
-// The fast path: *z = +-U x_i, and whether the word was accepted there.
-ZOFF_HD bool zig_fast(uint32_t w, const ZigEntry* e, float* z) {
-  const ZigEntry t = e[w & 255u];
-  *z = zig_signed(mul_rn(zig_unit23(w), t.x), w);
-  return (w >> 9) < t.k;
-}
-
-// The extra Philox words of attempt a for element `elem` (Note [Ziggurat z]).
-ZOFF_HD Philox4 zig_retry(uint64_t seed, uint64_t pid, uint64_t elem, uint32_t a) {
-  const Philox4 c{{uint32_t(elem), 0x80000000u | (a << 24) | (uint32_t(elem >> 32) & 0x00FFFFFFu), uint32_t(pid),
-                   uint32_t(pid >> 32)}};
-  return philox4x32_10(c, uint32_t(seed), uint32_t(seed >> 32));
-}
-
-// z for element `elem` whose first word w missed the fast path. It reads the tables from global
-// memory on the device (rare, and no table pointers to keep live in the caller's registers).
-ZOFF_HD float zig_slow(uint32_t w, uint64_t seed, uint64_t pid, uint64_t elem) {
-#if defined(__CUDA_ARCH__)
-  const ZigEntry* e = d_zig_entries;
-  const float* f = d_zig_f;
-#else
-  const ZigEntry* e = kZigEntries;
-  const float* f = kZigF;
-#endif
-  for (uint32_t a = 0; a < kZigAttempts; ++a) {
-    const Philox4 r = zig_retry(seed, pid, elem, a);
-    const uint32_t i = w & 255u;
-    if (i == 0) {
-      const float x = mul_rn(neg2_log_unit(u32_to_unit(r.v[0])), ZOFF_ZIG_HALF_INV_R);
-      if (neg2_log_unit(u32_to_unit(r.v[1])) > mul_rn(x, x)) return zig_signed(add_rn(ZOFF_ZIG_R, x), w);
-      continue;
-    }
-    const float x = mul_rn(zig_unit23(w), e[i].x);
-    const float y = add_rn(f[i], mul_rn(u32_to_unit(r.v[0]), add_rn(f[i + 1], -f[i])));
-    if (neg2_log_unit(y) > mul_rn(x, x)) return zig_signed(x, w);
-    w = r.v[3];
-    float z;
-    if (zig_fast(w, e, &z)) return z;
-  }
-  return 0.0f;
-}
-
-// Fast path for the 4 words of one Philox block: z[j] for the accepted words, the mask of the rest.
-ZOFF_HD uint32_t zig_fast4(const Philox4& r, const ZigEntry* e, float z[4]) {
-  uint32_t slow = 0;
-ZOFF_UNROLL
-  for (int j = 0; j < 4; ++j) slow |= zig_fast(r.v[j], e, &z[j]) ? 0u : (1u << j);
-  return slow;
-}
-
-// Four standard normals for elements 4 blk .. 4 blk + 3 (word j for element 4 blk + j); `e` is
-// kZigEntries on the host, a block's shared copy on the device.
-ZOFF_HD void gaussian4(uint64_t seed, uint64_t pid, uint64_t blk, const ZigEntry* e, float out[4]) {
-  const Philox4 r = philox_block(seed, pid, blk);
-  uint32_t slow = zig_fast4(r, e, out);
-  for (; slow != 0; slow &= slow - 1) {
-    const int j = slow & 1u ? 0 : slow & 2u ? 1 : slow & 4u ? 2 : 3;
-    const float v = zig_slow(r.v[j], seed, pid, 4 * blk + uint64_t(j));
-ZOFF_UNROLL
-    for (int q = 0; q < 4; ++q)
-      if (q == j) out[q] = v;  // no dynamic index: out stays in registers on the GPU
+// sin and cos of 2 pi v / 2^24 for v in [1, 2^24].
+ZOFF_HD void sincos_turn24(uint32_t v, float* sn, float* cs) {
+  constexpr float c_hi = 3.74507028e-07f;                           // 2 pi / 2^24, rounded
+  constexpr float c_lo = float(6.28318530717958647692 / 16777216.0 - double(c_hi));
+  const uint32_t q = (v + (1u << 21)) >> 22;  // nearest quarter turn, 0..4
+  const float r = float(int32_t(v) - int32_t(q << 22));  // exact, |r| <= 2^21
+  const float x = fma_rn(r, c_hi, mul_rn(r, c_lo));
+  const float z = mul_rn(x, x);
+  const float sp = fma_rn(fma_rn(-1.9515295891e-4f, z, 8.3321608736e-3f), z, -1.6666654611e-1f);
+  const float s = fma_rn(mul_rn(sp, z), x, x);
+  const float cp = fma_rn(fma_rn(2.443315711809948e-5f, z, -1.388731625493765e-3f), z, 4.166664568298827e-2f);
+  const float c = fma_rn(mul_rn(cp, z), z, fma_rn(-0.5f, z, 1.0f));
+  switch (q & 3u) {
+    case 0: *sn = s, *cs = c; break;
+    case 1: *sn = c, *cs = -s; break;
+    case 2: *sn = -s, *cs = -c; break;
+    default: *sn = -c, *cs = s; break;
   }
 }
 
-// z_i ~ N(0,1) for one element (host: computes the whole group of 4; kernels use gaussian4).
-inline float gaussian_at(uint64_t seed, uint64_t pid, uint64_t i) {
+// The seed log's "z" field (Note [Seed log replay]): a log is replayed only with the sampler that
+// drew it. Logs without the field predate it and were drawn by this same Box-Muller.
+constexpr const char* kGaussianSampler = "box-muller";
+
+// Four standard normals from one Philox call (Box-Muller on (v0,v1) -> (z0,z1), (v2,v3) -> (z2,z3)):
+// z_{2j} = sqrt(-2 ln u1) cos(2 pi u2), z_{2j+1} = sqrt(-2 ln u1) sin(2 pi u2), u = u32_to_unit(v).
+ZOFF_HD void gaussian4(Philox4 r, float out[4]) {
+ZOFF_UNROLL
+  for (int j = 0; j < 2; ++j) {
+    const float rad = sqrt_rn(neg2_log_unit(u32_to_unit(r.v[2 * j])));
+    float sn, cs;
+    sincos_turn24((r.v[2 * j + 1] >> 8) + 1u, &sn, &cs);
+    out[2 * j] = mul_rn(rad, cs);
+    out[2 * j + 1] = mul_rn(rad, sn);
+  }
+}
+
+// z_i ~ N(0,1) for one element (computes the whole group of 4; kernels use gaussian4 directly).
+ZOFF_HD float gaussian_at(uint64_t seed, uint64_t pid, uint64_t i) {
   float g[4];
-  gaussian4(seed, pid, i >> 2, kZigEntries, g);
+  gaussian4(philox_block(seed, pid, i >> 2), g);
   return g[i & 3];
 }
 

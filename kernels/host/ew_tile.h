@@ -70,16 +70,52 @@ struct Tile {
     }
   }
 
-  // ---- the ziggurat (Note [Ziggurat z]): fast path in lanes, misses through kZigHost.slow ------------
-  // +-(u23 / 2^23) x_i for the W words in w; `miss` gets the lanes whose word left the fast path.
-  static F zig_fast(U w, uint32_t& miss) {
-    const U i2 = S::template slli<1>(S::and_(w, S::set1(255u)));
-    const U k = S::gather(kZigHost.entries, i2);
-    const F x = S::as_f(S::gather(kZigHost.entries + 1, i2));
-    const U u23 = S::template srli<9>(w);
-    const F u = S::fsub(S::as_f(S::or_(u23, S::set1(0x3f800000u))), S::fset1(1.0f));  // exact
-    miss = S::bits(S::gt(k, u23)) ^ ((1u << W) - 1u);
-    return S::as_f(S::xor_(S::as_u(S::fmul(u, x)), S::template slli<23>(S::and_(w, S::set1(0x100u)))));
+  // ---- Box-Muller, operation for operation as neg2_log_unit / sincos_turn24 / gaussian4 ----------
+  static F fneg(F a) { return S::as_f(S::xor_(S::as_u(a), S::set1(0x80000000u))); }
+
+  static F neg2_log_unit(F u) {
+    const F ln2_hi = S::fset1(6.9313812256e-01f), ln2_lo = S::fset1(9.0580006145e-06f);
+    const F Lg1 = S::fset1(0.66666662693f), Lg2 = S::fset1(0.40000972152f), Lg3 = S::fset1(0.28498786688f),
+            Lg4 = S::fset1(0.24279078841f);
+    const U ix = S::add(S::as_u(u), S::set1(0x3f800000u - 0x3f3504f3u));
+    const F dk = S::cvt(S::sub(S::template srli<23>(ix), S::set1(0x7f)));
+    const F f = S::fadd(S::as_f(S::add(S::and_(ix, S::set1(0x007fffffu)), S::set1(0x3f3504f3u))), S::fset1(-1.0f));
+    const F s = S::fdiv(f, S::fadd(S::fset1(2.0f), f));
+    const F z = S::fmul(s, s), w = S::fmul(z, z);
+    const F t1 = S::fmul(w, S::ffma(w, Lg4, Lg2));
+    const F R = S::ffma(z, S::ffma(w, Lg3, Lg1), t1);
+    const F half_f = S::fmul(S::fset1(0.5f), f);
+    const F a = S::ffma(s, S::ffma(half_f, f, R), S::fmul(dk, ln2_lo));
+    const F b = S::ffma(fneg(half_f), f, a);
+    return S::fmul(S::fset1(-2.0f), S::ffma(dk, ln2_hi, S::fadd(b, f)));
+  }
+
+  // (rad * cos, rad * sin) for the pair (wr, wa): rad from word wr, angle from word wa.
+  static void box_muller(U wr, U wa, F& zc, F& zs) {
+    const F u = S::fmul(S::fadd(S::cvt(S::template srli<8>(wr)), S::fset1(1.0f)), S::fset1(1.0f / 16777216.0f));
+    const F rad = S::fsqrt(neg2_log_unit(u));
+    constexpr float c_hi = 3.74507028e-07f;
+    constexpr float c_lo = float(6.28318530717958647692 / 16777216.0 - double(c_hi));
+    const U v = S::add(S::template srli<8>(wa), S::set1(1u));
+    const U q = S::template srli<22>(S::add(v, S::set1(1u << 21)));
+    const F r = S::cvt(S::sub(v, S::template slli<22>(q)));
+    const F x = S::ffma(r, S::fset1(c_hi), S::fmul(r, S::fset1(c_lo)));
+    const F z = S::fmul(x, x);
+    const F sp = S::ffma(S::ffma(S::fset1(-1.9515295891e-4f), z, S::fset1(8.3321608736e-3f)), z,
+                         S::fset1(-1.6666654611e-1f));
+    const F sn = S::ffma(S::fmul(sp, z), x, x);
+    const F cp = S::ffma(S::ffma(S::fset1(2.443315711809948e-5f), z, S::fset1(-1.388731625493765e-3f)), z,
+                         S::fset1(4.166664568298827e-2f));
+    const F cs = S::ffma(S::fmul(cp, z), z, S::ffma(S::fset1(-0.5f), z, S::fset1(1.0f)));
+    // Quarter turn q & 3: 0 (s, c), 1 (c, -s), 2 (-s, -c), 3 (-c, s) as (sin, cos).
+    const U su = S::as_u(sn), cu = S::as_u(cs);
+    const U swap = S::and_(S::xor_(su, cu), S::sub(S::set1(0), S::and_(q, S::set1(1))));
+    const U sin_sign = S::template slli<30>(S::and_(q, S::set1(2)));
+    const U cos_sign = S::template slli<31>(S::xor_(q, S::template srli<1>(q)));
+    const F sin_v = S::as_f(S::xor_(S::xor_(su, swap), sin_sign));
+    const F cos_v = S::as_f(S::xor_(S::xor_(cu, swap), cos_sign));
+    zc = S::fmul(rad, cos_v);
+    zs = S::fmul(rad, sin_v);
   }
 
   // ---- z and SR bits for one tile, in element order ------------------------------------------------
@@ -90,21 +126,11 @@ struct Tile {
       U v[2][4];
       philox2(seed, pid, b0 + uint64_t(b), v[0], v[1]);
       for (int h = 0; h < 2; ++h) {
-        uint32_t miss[4];
-        F zz[4];
-        for (int j = 0; j < 4; ++j) zz[j] = zig_fast(v[h][j], miss[j]);
-        float* zt = z + 4 * (b + h * W);  // element 4 (b + h W + l) + j of the tile is zt[4 l + j]
-        S::transpose_store(S::as_u(zz[0]), S::as_u(zz[1]), S::as_u(zz[2]), S::as_u(zz[3]), reinterpret_cast<uint32_t*>(zt));
-        for (int j = 0; j < 4; ++j) {
-          if (miss[j] == 0) continue;
-          alignas(64) uint32_t words[W];
-          S::store(words, v[h][j]);
-          for (uint32_t m = miss[j]; m != 0; m &= m - 1) {
-            const int l = __builtin_ctz(m);
-            const uint64_t elem = 4 * (b0 + uint64_t(b + h * W + l)) + uint64_t(j);
-            zt[4 * l + j] = kZigHost.slow(words[l], seed, pid, elem);
-          }
-        }
+        F z0, z1, z2, z3;
+        box_muller(v[h][0], v[h][1], z0, z1);
+        box_muller(v[h][2], v[h][3], z2, z3);
+        S::transpose_store(S::as_u(z0), S::as_u(z1), S::as_u(z2), S::as_u(z3),
+                           reinterpret_cast<uint32_t*>(z + 4 * (b + h * W)));
       }
     }
   }

@@ -29,14 +29,6 @@ struct HostJob {
 
 // Tiles [t0, t1) of the job: elements [t * kTile, (t + 1) * kTile) of the parameter, clipped to
 // [first, first + n).
-// Note [Ziggurat z] (kernels/philox.h) for the ISA files, which may not include philox.h: the
-// fast-path table as 256 pairs {k_i, bits of x_i}, and the slow path (a baseline-compiled function).
-struct ZigHost {
-  const uint32_t* entries;
-  float (*slow)(uint32_t w, uint64_t seed, uint64_t pid, uint64_t elem);
-};
-extern const ZigHost kZigHost;  // zo_host.cpp
-
 using EwTilesFn = void (*)(const HostJob& h, int64_t t0, int64_t t1);
 // Rows [r0, r1) of a validated pack.
 using PackRowsFn = void (*)(const PackFp8Args& a, int64_t r0, int64_t r1);

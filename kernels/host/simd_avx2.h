@@ -73,8 +73,6 @@ struct Avx2 {
   static M m_and(M a, M b) { return _mm256_and_si256(a, b); }
   static M m_or(M a, M b) { return _mm256_or_si256(a, b); }
   static U select(M m, U a, U b) { return _mm256_blendv_epi8(b, a, m); }  // m ? a : b
-  static uint32_t bits(M m) { return uint32_t(_mm256_movemask_ps(_mm256_castsi256_ps(m))); }
-  static U gather(const uint32_t* base, U idx) { return _mm256_i32gather_epi32(reinterpret_cast<const int*>(base), idx, 4); }
 
   static F fset1(float x) { return _mm256_set1_ps(x); }
   static F fload(const float* p) { return _mm256_loadu_ps(p); }

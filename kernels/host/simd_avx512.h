@@ -59,8 +59,6 @@ struct Avx512 {
   static M m_and(M a, M b) { return M(a & b); }
   static M m_or(M a, M b) { return M(a | b); }
   static U select(M m, U a, U b) { return _mm512_mask_blend_epi32(m, b, a); }  // m ? a : b
-  static uint32_t bits(M m) { return uint32_t(m); }
-  static U gather(const uint32_t* base, U idx) { return _mm512_i32gather_epi32(idx, base, 4); }
 
   static F fset1(float x) { return _mm512_set1_ps(x); }
   static F fload(const float* p) { return _mm512_loadu_ps(p); }

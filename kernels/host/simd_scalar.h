@@ -64,8 +64,6 @@ struct Scalar {
   static M m_and(M a, M b) { return a && b; }
   static M m_or(M a, M b) { return a || b; }
   static U select(M m, U a, U b) { return m ? a : b; }
-  static uint32_t bits(M m) { return m ? 1u : 0u; }
-  static U gather(const uint32_t* base, U idx) { return base[idx]; }
 
   static F fset1(float x) { return x; }
   static F fload(const float* p) {

@@ -11,15 +11,10 @@
 #include <tbb/parallel_for.h>
 
 #include "kernels/host/host_job.h"
-#include "kernels/philox.h"
 #include "kernels/ref/ew_job.h"
 #include "zoff/error.h"
 
 namespace zoff::k {
-namespace host {
-static_assert(sizeof(ZigEntry) == 8 && alignof(ZigEntry) == 4, "kZigHost reads ZigEntry as two words");
-const ZigHost kZigHost{reinterpret_cast<const uint32_t*>(kZigEntries), &zig_slow};
-}  // namespace host
 namespace {
 
 constexpr int64_t kGrainTiles = 64;  // 64 Ki elements per TBB chunk

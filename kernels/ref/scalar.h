@@ -21,7 +21,7 @@ namespace zoff::k {
 // on the device (nvcc would otherwise contract a*b+c into one FMA, which rounds once instead of
 // twice) and plain operators on the host (kernels/ref is built with -ffp-contract=off for the same
 // reason; the default x86-64 target has no FMA to contract into). Gaussian z is bit-identical too
-// (Note [Bit-identical logarithm], Note [Ziggurat z]), so CPU and GPU results agree bit for bit everywhere.
+// (Note [Bit-identical Box-Muller]), so CPU and GPU results agree bit for bit everywhere.
 
 // f32_bits, bits_f32, mul_rn, add_rn, div_rn, fma_rn, sqrt_rn: kernels/philox.h.
 
@@ -169,11 +169,10 @@ ZOFF_HD uint32_t encode(float x, uint32_t r16) {
 
 // ---- z for a group of 4 consecutive elements 4q .. 4q+3 (one Philox call) -------------------------
 
-// The ziggurat's table `zig` (Note [Ziggurat z]) is only read for Gaussian z.
 template <Dist D>
-ZOFF_HD void z_group(uint64_t seed, uint64_t pid, uint64_t q, float z[4], const ZigEntry* zig) {
+ZOFF_HD void z_group(uint64_t seed, uint64_t pid, uint64_t q, float z[4]) {
   if constexpr (D == Dist::Gaussian) {
-    gaussian4(seed, pid, q, zig, z);
+    gaussian4(philox_block(seed, pid, q), z);
   } else {
     // Elements 4q..4q+3 are bits (4q & 31).. of word (4q >> 5) & 3 of block 4q >> 7.
     uint32_t w = philox_block(seed, pid, q >> 5).v[(q >> 3) & 3] >> (4u * uint32_t(q & 7));

@@ -20,7 +20,7 @@ void z_block(uint64_t seed, uint64_t pid, int64_t b, int64_t g0, int64_t g1, flo
     Philox4 r = philox_block(seed, pid, uint64_t(b));
     for (int64_t g = g0; g < g1; ++g) z[g - b * kBlock] = ((r.v[(g >> 5) & 3] >> (g & 31)) & 1u) ? -1.0f : 1.0f;
   } else {
-    for (int64_t q = g0 >> 2; q <= (g1 - 1) >> 2; ++q) z_group<D>(seed, pid, uint64_t(q), z + (4 * q - b * kBlock), kZigEntries);
+    for (int64_t q = g0 >> 2; q <= (g1 - 1) >> 2; ++q) z_group<D>(seed, pid, uint64_t(q), z + (4 * q - b * kBlock));
   }
 }
 

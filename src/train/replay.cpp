@@ -47,13 +47,11 @@ int64_t rebuild_from_seed_log(const std::string& run_dir, const std::string& out
     } catch (const std::exception& e) {
       ZOFF_INPUT_FAIL(log_path, ":", lineno, ": bad seed-log line: ", e.what());
     }
-    // Note [Ziggurat z]: the directions are regenerated, so they must come from the same sampler.
-    ZOFF_INPUT_CHECK(sampler == k::kGaussianSampler, log_path, ":", lineno, ": field \"z\" is ",
-                     sampler.empty() ? std::string("missing: the log was written by a zoff that drew Box-Muller z "
-                                                   "(before the ziggurat sampler), whose directions this version "
-                                                   "cannot regenerate; replay it with that version (commit 2b2e28a "
-                                                   "or older). The run's saved checkpoints are unaffected")
-                                     : "'" + sampler + "', but this zoff draws '" + k::kGaussianSampler + "'");
+    // The directions are regenerated, so they must come from the same sampler (kGaussianSampler);
+    // a line without the field predates it and was drawn by the same Box-Muller.
+    ZOFF_INPUT_CHECK(sampler.empty() || sampler == k::kGaussianSampler, log_path, ":", lineno, ": field \"z\" is '",
+                     sampler, "', but this zoff draws '", k::kGaussianSampler,
+                     "' z; replay the log with the zoff that wrote it (the run's saved checkpoints are unaffected)");
     ZOFF_INPUT_CHECK(p.step > last, log_path, ":", lineno, ": step ", p.step, " is not after step ", last,
                      " (a resumed run must append to the same log in order)");
     last = p.step;

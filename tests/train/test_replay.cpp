@@ -53,9 +53,9 @@ TEST(Replay, SeedLogRebuildsTrainedWeightsExactly) {
   }
 }
 
-// Note [Ziggurat z]: a log line without the sampler's name (written before the ziggurat) or with
-// another name is refused with the file, the line and the field, not replayed into wrong weights.
-TEST(Replay, RefusesLogsFromAnotherGaussianSampler) {
+// The seed log names its Gaussian sampler (kGaussianSampler). A line written by another sampler is
+// refused with the file, the line and the field; a line without the field (older logs) replays.
+TEST(Replay, SamplerFieldIsChecked) {
   RunConfig c;
   c.source = "replay-test";
   c.model.checkpoint = std::string(ZOFF_TEST_DATA) + "/opt-tiny/model";
@@ -70,27 +70,29 @@ TEST(Replay, RefusesLogsFromAnotherGaussianSampler) {
   {
     Trainer tr(c);
     tr.train_step();
+    tr.train_step();
   }
   const std::string log = c.train.output_dir + "/seed_log.jsonl";
   std::ifstream in(log);
-  std::string line;
-  std::getline(in, line);
+  std::string l1, l2;
+  std::getline(in, l1);
+  std::getline(in, l2);
   in.close();
-  ASSERT_NE(line.find("\"z\":\"ziggurat256\""), std::string::npos) << line;
-  for (const std::string& bad : {std::string(""), std::string(",\"z\":\"box-muller\"")}) {
-    std::string old = line;
-    old.erase(old.find(",\"z\":\"ziggurat256\""), std::string(",\"z\":\"ziggurat256\"").size());
-    old.insert(old.size() - 1, bad);
-    std::ofstream(log) << line << "\n" << old << "\n";
-    try {
-      rebuild_from_seed_log(c.train.output_dir, c.train.output_dir + "/out");
-      ADD_FAILURE() << "replayed a log line " << old;
-    } catch (const std::exception& e) {
-      const std::string m = e.what();
-      EXPECT_NE(m.find("seed_log.jsonl:2"), std::string::npos) << m;
-      EXPECT_NE(m.find("field \"z\""), std::string::npos) << m;
-      EXPECT_NE(m.find(bad.empty() ? "Box-Muller" : "box-muller"), std::string::npos) << m;
-    }
+  const std::string field = ",\"z\":\"box-muller\"";
+  ASSERT_NE(l2.find(field), std::string::npos) << l2;
+  std::string old = l2, other = l2;
+  old.erase(old.find(field), field.size());                       // an older log's line
+  other.replace(other.find(field), field.size(), ",\"z\":\"ziggurat256\"");  // another sampler's
+  std::ofstream(log) << l1 << "\n" << old << "\n";
+  EXPECT_EQ(rebuild_from_seed_log(c.train.output_dir, c.train.output_dir + "/a"), 2);
+  std::ofstream(log) << l1 << "\n" << other << "\n";
+  try {
+    rebuild_from_seed_log(c.train.output_dir, c.train.output_dir + "/b");
+    ADD_FAILURE() << "replayed " << other;
+  } catch (const std::exception& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("seed_log.jsonl:2"), std::string::npos) << m;
+    EXPECT_NE(m.find("field \"z\" is 'ziggurat256'"), std::string::npos) << m;
   }
   zoff::testing::remove_tree(c.train.output_dir);
 }
