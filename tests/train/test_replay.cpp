@@ -13,12 +13,25 @@
 namespace zoff {
 namespace {
 
+// A CPU run of opt-tiny for `steps` steps in a fresh temporary output folder.
+RunConfig replay_config(int64_t steps) {
+  RunConfig c;
+  c.source = "replay-test";
+  c.model.checkpoint = std::string(ZOFF_TEST_DATA) + "/opt-tiny/model";
+  c.model.spec = parse_hf_config(c.model.checkpoint + "/config.json");
+  c.data.batch_size = 2;
+  c.data.max_length = 16;
+  c.train.steps = steps;
+  c.train.device = "cpu";
+  c.train.log_every = 0;
+  char t[] = "/tmp/zoff_replay_XXXXXX";
+  c.train.output_dir = mkdtemp(t);
+  return c;
+}
+
 TEST(Replay, SeedLogRebuildsTrainedWeightsExactly) {
   for (OptimizerKind kind : {OptimizerKind::MeZO, OptimizerKind::FZOO, OptimizerKind::SubZero, OptimizerKind::SVRG}) {
-    RunConfig c;
-    c.source = "replay-test";
-    c.model.checkpoint = std::string(ZOFF_TEST_DATA) + "/opt-tiny/model";
-    c.model.spec = parse_hf_config(c.model.checkpoint + "/config.json");
+    RunConfig c = replay_config(8);
     c.optimizer.kind = kind;
     c.optimizer.lr = 1e-3;
     c.optimizer.weight_decay = kind == OptimizerKind::SVRG ? 0.0 : 0.01;
@@ -26,13 +39,6 @@ TEST(Replay, SeedLogRebuildsTrainedWeightsExactly) {
     c.optimizer.subzero_rank = 4;
     c.optimizer.subzero_period = 3;
     c.optimizer.svrg_q = 3;
-    c.data.batch_size = 2;
-    c.data.max_length = 16;
-    c.train.steps = 8;
-    c.train.device = "cpu";
-    c.train.log_every = 0;
-    char t[] = "/tmp/zoff_replay_XXXXXX";
-    c.train.output_dir = mkdtemp(t);
     std::vector<at::Tensor> trained;
     {
       Trainer tr(c);
@@ -56,17 +62,7 @@ TEST(Replay, SeedLogRebuildsTrainedWeightsExactly) {
 // The seed log names its Gaussian sampler (kGaussianSampler). A line written by another sampler is
 // refused with the file, the line and the field; a line without the field (older logs) replays.
 TEST(Replay, SamplerFieldIsChecked) {
-  RunConfig c;
-  c.source = "replay-test";
-  c.model.checkpoint = std::string(ZOFF_TEST_DATA) + "/opt-tiny/model";
-  c.model.spec = parse_hf_config(c.model.checkpoint + "/config.json");
-  c.data.batch_size = 2;
-  c.data.max_length = 16;
-  c.train.steps = 2;
-  c.train.device = "cpu";
-  c.train.log_every = 0;
-  char t[] = "/tmp/zoff_replay_XXXXXX";
-  c.train.output_dir = mkdtemp(t);
+  const RunConfig c = replay_config(2);
   {
     Trainer tr(c);
     tr.train_step();
