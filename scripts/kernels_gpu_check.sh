@@ -17,10 +17,12 @@ TAG=${TAG:-}
 mkdir -p "$B/obj$TAG" "$B/bin" "$OUT"
 DEPS=/tmp/deps
 mkdir -p $DEPS
-# Extracted once: variant builds may then run at the same time without racing on the files.
-if [ ! -e $DEPS/.extracted ]; then
-  for f in .gpu-debs/*.deb; do [ -e "$f" ] && dpkg -x "$f" $DEPS; done
-  touch $DEPS/.extracted
+# Extracted once per set of .debs (the marker holds their names): variant builds may then run at
+# the same time without racing on the files, and a .deb added later is still unpacked.
+debs=$(ls .gpu-debs/*.deb 2>/dev/null || true)
+if [ "$(cat $DEPS/.extracted 2>/dev/null)" != "$debs" ]; then
+  for f in $debs; do dpkg -x "$f" $DEPS; done
+  printf '%s' "$debs" > $DEPS/.extracted
 fi
 LIB=$DEPS/usr/lib/x86_64-linux-gnu
 CUDA_HOME=${CUDA_HOME:-$(dirname "$(dirname "$(command -v nvcc)")")}
