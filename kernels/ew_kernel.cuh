@@ -37,11 +37,10 @@ struct EwParams {
   const float* row_scales;
   int64_t row_len;
   int64_t n, first;
-  uint64_t pid;
   float keep;
-  uint64_t sr_key;
+  PhiloxKey srk;  // philox_key(sr_key(...), pid): Note [Keyed Philox]
   int nterms;
-  uint64_t seed[kMaxTerms];
+  PhiloxKey key[kMaxTerms];  // philox_key(seed_k, pid)
   float coeff[kMaxTerms];
   int64_t vbeg, vend;  // the vector body in launch indices; empty when vbeg == vend
   // Note [Delta write-back] (updates of 16-bit theta only; codes == nullptr: none).
@@ -78,6 +77,14 @@ __device__ __forceinline__ void delta_emit(const EwParams& p, int n, uint32_t ex
 }
 
 constexpr int kEwBlock = 256;
+
+// Note [Gaussian term unrolling]
+// A Philox call under a PhiloxKey read from the kernel parameters at a compile-time index costs no
+// instruction for its key words (they are constant-bank operands); at a run-time index each word
+// is a load. Unrolling the whole Box-Muller body for all kMaxTerms terms would multiply the code
+// eightfold for terms that rarely exist, so the first kGaussUnrolled (1: an update or a
+// perturbation; 2: the fused update + next perturbation) are unrolled and the rest loop.
+constexpr int kGaussUnrolled = 2;
 constexpr int kTile = 1024;
 
 // Note [Gaussian occupancy]
@@ -128,6 +135,27 @@ __device__ __forceinline__ void store_scalar(const EwParams& p, int64_t i, uint3
   else static_cast<uint16_t*>(p.out)[i] = uint16_t(bits);
 }
 
+// Note [Hardware bf16 rounding]
+// f32_to_bf16_bits_rne in integer ops costs ~5 instructions an element; cvt.rn.bf16x2.f32 rounds
+// two at once to nearest even, with the same result for every non-NaN input (subnormals, overflow
+// to infinity included). Only NaN differs (the hardware gives a canonical NaN, the reference keeps
+// the sign and payload, quieted), so a word holding a NaN half, found with packed integer ops
+// ((h & 0x7FFF) > 0x7F80 per half), is redone by the reference: NaN is rare, the check is cheap.
+template <int V>
+__device__ __forceinline__ void bf16_pack_rne(const float (&v)[V], uint32_t (&ow)[V / 2]) {
+  uint32_t nan = 0;
+  ZOFF_UNROLL
+  for (int u = 0; u < V / 2; ++u) {
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(ow[u]) : "f"(v[2 * u + 1]), "f"(v[2 * u]));
+    nan |= (ow[u] & 0x7FFF7FFFu) + 0x007F007Fu;
+  }
+  if ((nan & 0x80008000u) != 0) {
+    ZOFF_UNROLL
+    for (int u = 0; u < V / 2; ++u)
+      ow[u] = uint32_t(f32_to_bf16_bits_rne(v[2 * u])) | (uint32_t(f32_to_bf16_bits_rne(v[2 * u + 1])) << 16);
+  }
+}
+
 __device__ __forceinline__ uint32_t pick_word(const Philox4& r, int w) {
   return (w & 2) ? ((w & 1) ? r.v[3] : r.v[2]) : ((w & 1) ? r.v[1] : r.v[0]);
 }
@@ -157,7 +185,7 @@ __global__ void __launch_bounds__(kEwBlock, ew_min_blocks(D)) ew_kernel(const __
       if constexpr (D == Dist::Rademacher) {
         ZOFF_UNROLL
         for (int k = 0; k < kMaxTerms; ++k)
-          if (k < p.nterms) rw[k] = pick_word(philox_block(p.seed[k], p.pid, uint64_t(T0 >> 7) + (lane >> 2)), lane & 3);
+          if (k < p.nterms) rw[k] = pick_word(philox_keyed(p.key[k], uint64_t(T0 >> 7) + (lane >> 2)), lane & 3);
       }
       for (int rb = 0; rb < ROWS; rb += RB) {
         uint4 sv[RB][SRC_U4];
@@ -199,18 +227,24 @@ __global__ void __launch_bounds__(kEwBlock, ew_min_blocks(D)) ew_kernel(const __
           ZOFF_UNROLL
           for (int j = 0; j < (MIRROR ? V : 1); ++j) acc2[j] = 0.0f;
           if constexpr (D == Dist::Gaussian) {
-#pragma unroll 1
-            for (int k = 0; k < p.nterms; ++k) {  // not unrolled: Box-Muller is long, terms few
+            // Note [Gaussian term unrolling]: the first kGaussUnrolled terms at compile-time
+            // indices (key words as constant operands), any further ones in a rolled loop.
+            const auto term = [&](const PhiloxKey& key, float coeff) {
               float z[V];
               ZOFF_UNROLL
-              for (int q = 0; q < V / 4; ++q) gaussian4(philox_block(p.seed[k], p.pid, uint64_t(g >> 2) + q), z + 4 * q);
+              for (int q = 0; q < V / 4; ++q) gaussian4(philox_keyed(key, uint64_t(g >> 2) + q), z + 4 * q);
               ZOFF_UNROLL
-              for (int j = 0; j < V; ++j) acc[j] = add_rn(acc[j], mul_rn(p.coeff[k], z[j]));
+              for (int j = 0; j < V; ++j) acc[j] = add_rn(acc[j], mul_rn(coeff, z[j]));
               if constexpr (MIRROR) {
                 ZOFF_UNROLL
-                for (int j = 0; j < V; ++j) acc2[j] = add_rn(acc2[j], mul_rn(-p.coeff[k], z[j]));
+                for (int j = 0; j < V; ++j) acc2[j] = add_rn(acc2[j], mul_rn(-coeff, z[j]));
               }
-            }
+            };
+            ZOFF_UNROLL
+            for (int k = 0; k < kGaussUnrolled; ++k)
+              if (k < p.nterms) term(p.key[k], p.coeff[k]);
+#pragma unroll 1
+            for (int k = kGaussUnrolled; k < p.nterms; ++k) term(p.key[k], p.coeff[k]);
           } else {
             ZOFF_UNROLL
             for (int k = 0; k < kMaxTerms; ++k) {
@@ -225,27 +259,37 @@ __global__ void __launch_bounds__(kEwBlock, ew_min_blocks(D)) ew_kernel(const __
             }
           }
           uint32_t ow[OUT_U4 * 4], ow2[MIRROR ? OUT_U4 * 4 : 1];
+          float vo[V], vo2[MIRROR ? V : 1];
           ZOFF_UNROLL
-          for (int u = 0; u < OUT_U4 * 4; ++u) ow[u] = 0;
-          ZOFF_UNROLL
-          for (int u = 0; u < (MIRROR ? OUT_U4 * 4 : 1); ++u) ow2[u] = 0;
-          ZOFF_UNROLL
-          for (int s8 = 0; s8 < (V + 7) / 8; ++s8) {
-            Philox4 sr{};
-            if constexpr (SR) sr = philox_block(p.sr_key, p.pid, uint64_t(g >> 3) + s8);
+          for (int j = 0; j < V; ++j) {
+            const float t = mul_rn(x[j], p.keep);
+            vo[j] = p.nterms > 0 ? add_rn(t, acc[j]) : t;
+            if constexpr (MIRROR) vo2[j] = p.nterms > 0 ? add_rn(t, acc2[j]) : t;
+          }
+          if constexpr (OUT == Elem::BF16 && !SR) {
+            bf16_pack_rne<V>(vo, ow);
+            if constexpr (MIRROR) bf16_pack_rne<V>(vo2, ow2);
+          } else {
             ZOFF_UNROLL
-            for (int jj = 0; jj < 8 && s8 * 8 + jj < V; ++jj) {
-              const int j = s8 * 8 + jj;
-              float t = mul_rn(x[j], p.keep);
-              float v = p.nterms > 0 ? add_rn(t, acc[j]) : t;
-              uint32_t r16 = SR ? (sr.v[jj >> 1] >> (16 * (jj & 1))) & 0xFFFFu : 0u;
-              uint32_t b = encode<OUT, SR>(v, r16);
-              if constexpr (OS == 4) ow[j] = b;
-              else ow[j >> 1] |= b << (16 * (j & 1));
-              if constexpr (MIRROR) {
-                const uint32_t b2 = encode<OUT, false>(p.nterms > 0 ? add_rn(t, acc2[j]) : t, 0u);
-                if constexpr (OS == 4) ow2[j] = b2;
-                else ow2[j >> 1] |= b2 << (16 * (j & 1));
+            for (int u = 0; u < OUT_U4 * 4; ++u) ow[u] = 0;
+            ZOFF_UNROLL
+            for (int u = 0; u < (MIRROR ? OUT_U4 * 4 : 1); ++u) ow2[u] = 0;
+            ZOFF_UNROLL
+            for (int s8 = 0; s8 < (V + 7) / 8; ++s8) {
+              Philox4 sr{};
+              if constexpr (SR) sr = philox_keyed(p.srk, uint64_t(g >> 3) + s8);
+              ZOFF_UNROLL
+              for (int jj = 0; jj < 8 && s8 * 8 + jj < V; ++jj) {
+                const int j = s8 * 8 + jj;
+                uint32_t r16 = SR ? (sr.v[jj >> 1] >> (16 * (jj & 1))) & 0xFFFFu : 0u;
+                uint32_t b = encode<OUT, SR>(vo[j], r16);
+                if constexpr (OS == 4) ow[j] = b;
+                else ow[j >> 1] |= b << (16 * (j & 1));
+                if constexpr (MIRROR) {
+                  const uint32_t b2 = encode<OUT, false>(vo2[j], 0u);
+                  if constexpr (OS == 4) ow2[j] = b2;
+                  else ow2[j >> 1] |= b2 << (16 * (j & 1));
+                }
               }
             }
           }
@@ -300,7 +344,7 @@ __global__ void __launch_bounds__(kEwBlock, ew_min_blocks(D)) ew_kernel(const __
     float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f}, acc2[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     for (int k = 0; k < p.nterms; ++k) {
       float z[4];
-      z_group<D>(p.seed[k], p.pid, uint64_t(q), z);
+      z_group_keyed<D>(p.key[k], uint64_t(q), z);
       ZOFF_UNROLL
       for (int j = 0; j < 4; ++j) acc[j] = add_rn(acc[j], mul_rn(p.coeff[k], z[j]));
       if constexpr (MIRROR) {
@@ -309,7 +353,7 @@ __global__ void __launch_bounds__(kEwBlock, ew_min_blocks(D)) ew_kernel(const __
       }
     }
     Philox4 sr{};
-    if constexpr (SR) sr = philox_block(p.sr_key, p.pid, uint64_t(q >> 1));
+    if constexpr (SR) sr = philox_keyed(p.srk, uint64_t(q >> 1));
     uint32_t code = 0, exc = 0, nb[4] = {0u, 0u, 0u, 0u};
     ZOFF_UNROLL
     for (int j = 0; j < 4; ++j) {
@@ -406,9 +450,8 @@ void ew_launch(const EwJob& j, cudaStream_t s) {
     p.row_len = j.row_len;
     p.n = j.n;
     p.first = j.first;
-    p.pid = j.pid;
     p.keep = pass == 0 ? j.keep : 1.0f;
-    p.sr_key = sr_key(j.sr_seed, pass);
+    p.srk = philox_key(sr_key(j.sr_seed, pass), j.pid);
     if (j.delta != nullptr) {  // one pass (update_job checked)
       p.codes = j.delta->codes;
       p.dlist = j.delta->list;
@@ -421,7 +464,7 @@ void ew_launch(const EwJob& j, cudaStream_t s) {
     }
     const int k0 = pass * kMaxTerms, k1 = j.nterms < k0 + kMaxTerms ? j.nterms : k0 + kMaxTerms;
     p.nterms = k1 > k0 ? k1 - k0 : 0;
-    for (int k = 0; k < p.nterms; ++k) p.seed[k] = j.terms[k0 + k].seed, p.coeff[k] = j.terms[k0 + k].coeff;
+    for (int k = 0; k < p.nterms; ++k) p.key[k] = philox_key(j.terms[k0 + k].seed, j.pid), p.coeff[k] = j.terms[k0 + k].coeff;
     if (pass == 0) ew_pass<OUT, SRC, D, SR>(p, s);
     else ew_pass<OUT, OUT, D, SR>(p, s);  // later passes read what the previous one wrote
   }

@@ -1,4 +1,5 @@
-// fill_z on the GPU: out[i] = z(seed, pid, i) as fp32, one Philox call per 4 elements (tests, benches).
+// fill_z on the GPU: out[i] = z(seed, pid, i) as fp32, one Philox call per 4 elements (tests, benches);
+// box_muller_pieces, the sampler's pieces for every input (tests).
 #include "kernels/cuda_check.cuh"
 #include "kernels/ref/scalar.h"
 #include "kernels/zo_kernels.h"
@@ -21,7 +22,26 @@ __global__ void __launch_bounds__(256) fill_z_kernel(float* out, int64_t n, uint
   }
 }
 
+__global__ void __launch_bounds__(256) box_muller_pieces_kernel(uint32_t first, int64_t n, float* out) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const uint32_t v = first + uint32_t(i);
+    float sn, cs;
+    sincos_turn24(v + 1u, &sn, &cs);
+    out[3 * i] = sqrt_rn_bm(neg2_log_word(v << 8));
+    out[3 * i + 1] = sn;
+    out[3 * i + 2] = cs;
+  }
+}
+
 }  // namespace
+
+void box_muller_pieces(uint32_t first, int64_t n, float* out, cudaStream_t s) {
+  ZOFF_CHECK(n >= 0 && int64_t(first) + n <= (int64_t(1) << 24) && (n == 0 || out != nullptr),
+             "box_muller_pieces: first = ", first, ", n = ", n);
+  if (n == 0) return;
+  box_muller_pieces_kernel<<<grid_for(box_muller_pieces_kernel, 256, n), 256, 0, s>>>(first, n, out);
+  ZOFF_CUDA_LAUNCH_CHECK(box_muller_pieces_kernel);
+}
 
 void fill_z(float* out, int64_t n, uint64_t pid, uint64_t seed, Dist d, cudaStream_t s) {
   ZOFF_CHECK(n >= 0 && (n == 0 || out != nullptr), "fill_z: n = ", n, ", out = ", static_cast<void*>(out));

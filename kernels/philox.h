@@ -30,9 +30,14 @@ struct Philox4 {
 };
 
 ZOFF_HD uint32_t mulhilo32(uint32_t a, uint32_t b, uint32_t* hi) {
+#if defined(__CUDA_ARCH__) && defined(ZOFF_PHILOX_UMULHI)  // tuning knob: IMAD.HI + IMAD
+  *hi = __umulhi(a, b);
+  return a * b;
+#else
   uint64_t p = uint64_t(a) * uint64_t(b);
   *hi = uint32_t(p >> 32);
   return uint32_t(p);
+#endif
 }
 
 ZOFF_HD Philox4 philox4x32_10(Philox4 c, uint32_t k0, uint32_t k1) {
@@ -53,6 +58,55 @@ ZOFF_UNROLL
 ZOFF_HD Philox4 philox_block(uint64_t seed, uint64_t pid, uint64_t blk) {
   Philox4 c{{uint32_t(blk), uint32_t(blk >> 32), uint32_t(pid), uint32_t(pid >> 32)}};
   return philox4x32_10(c, uint32_t(seed), uint32_t(seed >> 32));
+}
+
+// Note [Keyed Philox]
+// In a kernel the key words (seed) and the counter's upper half (pid) are the same for every call
+// of a launch; only the block index varies. philox_key() folds everything that depends on them
+// alone into 20 words, once on the host: the round keys (k0 + r W0, k1 + r W1), the product
+// M1 * lo32(pid) of round 0 and the constants it feeds into. philox_keyed() then needs 19 32x32
+// multiplies and 20 three-way xors, with the key words as constant-bank operands when the PhiloxKey
+// sits in the kernel parameters at a compile-time index. It returns exactly philox_block(seed, pid,
+// blk) (tests/kernels/test_philox.cpp, Philox.KeyedEqualsBlock). Round 0 and round 1 unrolled:
+//   round 0: (lo0, hi0) = M0 * blk_lo; (lo1, hi1) = M1 * pid_lo           -- the latter constant
+//            c = (hi1 ^ blk_hi ^ k0, lo1, hi0 ^ pid_hi ^ k1, lo0)
+//   round 1: (lo0', hi0') = M0 * c0; (lo1', hi1') = M1 * c2
+//            c = (hi1' ^ lo1 ^ (k0 + W0), lo1', hi0' ^ lo0 ^ (k1 + W1), lo0')
+// w[0] = hi1 ^ k0, w[1] = pid_hi ^ k1, w[2] = lo1 ^ (k0 + W0), w[3] = k1 + W1, and for rounds
+// r = 2..9: w[2r] = k0 + r W0, w[2r + 1] = k1 + r W1.
+struct PhiloxKey {
+  uint32_t w[20];
+};
+
+ZOFF_HD PhiloxKey philox_key(uint64_t seed, uint64_t pid) {
+  constexpr uint32_t M1 = 0xCD9E8D57u, W0 = 0x9E3779B9u, W1 = 0xBB67AE85u;
+  const uint32_t k0 = uint32_t(seed), k1 = uint32_t(seed >> 32);
+  uint32_t hi1;
+  const uint32_t lo1 = mulhilo32(M1, uint32_t(pid), &hi1);
+  PhiloxKey k{};
+  k.w[0] = hi1 ^ k0;
+  k.w[1] = uint32_t(pid >> 32) ^ k1;
+  k.w[2] = lo1 ^ (k0 + W0);
+  k.w[3] = k1 + W1;
+  for (uint32_t r = 2; r < 10; ++r) k.w[2 * r] = k0 + r * W0, k.w[2 * r + 1] = k1 + r * W1;
+  return k;
+}
+
+ZOFF_HD Philox4 philox_keyed(const PhiloxKey& k, uint64_t blk) {
+  constexpr uint32_t M0 = 0xD2511F53u, M1 = 0xCD9E8D57u;
+  uint32_t h0, h1;
+  const uint32_t l0 = mulhilo32(M0, uint32_t(blk), &h0);       // round 0
+  const uint32_t c0 = uint32_t(blk >> 32) ^ k.w[0], c2 = h0 ^ k.w[1];
+  uint32_t a0, a1;
+  const uint32_t b0 = mulhilo32(M0, c0, &a0), b1 = mulhilo32(M1, c2, &a1);  // round 1
+  Philox4 c{{a1 ^ k.w[2], b1, a0 ^ l0 ^ k.w[3], b0}};
+ZOFF_UNROLL
+  for (int r = 2; r < 10; ++r) {
+    const uint32_t lo0 = mulhilo32(M0, c.v[0], &h0);
+    const uint32_t lo1 = mulhilo32(M1, c.v[2], &h1);
+    c = Philox4{{h1 ^ c.v[1] ^ k.w[2 * r], lo1, h0 ^ c.v[3] ^ k.w[2 * r + 1], lo0}};
+  }
+  return c;
 }
 
 // Uniform in (0, 1]: never 0, so log() is finite.
@@ -120,6 +174,39 @@ ZOFF_HD float sqrt_rn(float a) {
 #endif
 }
 
+// Note [Unchecked division and square root]
+// div.rn and sqrt.rn compile to a short Newton sequence from MUFU.RCP / MUFU.RSQ plus a range check
+// (FCHK, or an exponent test) that branches to a slow path for zeros, subnormals, infinities and
+// extreme exponents. In Box-Muller the operands are known: s = f / (2 + f) has |f| <= 0.415 (0 or
+// >= 2^-24) over a denominator in [1.7, 2.5], and sqrt takes -2 ln u in {+-0} U [1.1e-7, 33.3].
+// There the fast path alone is the correctly rounded result, so on the GPU these two use it without
+// the check (about 8 instructions a Box-Muller pair, and a divergent branch). Host: plain / and
+// sqrt. Exact agreement over every input the sampler can produce is a GPU test
+// (KernelsGpu.BoxMullerPiecesExhaustive, all 2^24 radius and 2^24 angle inputs).
+ZOFF_HD float div_rn_bm(float a, float b) {  // a / b for |a| < 1, b in [1, 4): Box-Muller's s only
+#if defined(__CUDA_ARCH__)
+  float r;
+  asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(b));
+  r = __fmaf_rn(__fmaf_rn(-b, r, 1.0f), r, r);
+  const float q = __fmaf_rn(a, r, 0.0f);
+  return __fmaf_rn(__fmaf_rn(-b, q, a), r, q);
+#else
+  return a / b;
+#endif
+}
+
+ZOFF_HD float sqrt_rn_bm(float x) {  // sqrt(x) for x = +-0 or x in [2^-100, 2^100]: Box-Muller's radius only
+#if defined(__CUDA_ARCH__)
+  float y;
+  asm("rsqrt.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  const float sx = __fmul_rn(x, y), h = __fmul_rn(y, 0.5f);
+  const float r = __fmaf_rn(__fmaf_rn(-sx, sx, x), h, sx);
+  return x == 0.0f ? x : r;
+#else
+  return std::sqrt(x);
+#endif
+}
+
 // Note [Bit-identical Box-Muller]
 // z must be the same on the CPU and the GPU, so gaussian4 uses neither libm nor CUDA's logf/sinf/
 // cosf (they differ by an ulp or two, and CUDA's accurate sincosf is slow). It is built only from
@@ -133,13 +220,14 @@ ZOFF_HD float sqrt_rn(float a) {
 //     Cephes' sinf/cosf polynomials (about 1 ulp on that range), then rotated by q.
 // Results agree with the exact Box-Muller values to a few ulp (tests/kernels/test_philox.cpp checks
 // all 2^24 inputs of each half), and CPU and GPU agree bit for bit.
-ZOFF_HD float neg2_log_unit(float u) {
+// -2 ln u for u > 0 normal, given as its bits.
+ZOFF_HD float neg2_log_bits(uint32_t ubits) {
   constexpr float ln2_hi = 6.9313812256e-01f, ln2_lo = 9.0580006145e-06f;
   constexpr float Lg1 = 0.66666662693f, Lg2 = 0.40000972152f, Lg3 = 0.28498786688f, Lg4 = 0.24279078841f;
-  uint32_t ix = f32_bits(u) + (0x3f800000u - 0x3f3504f3u);
+  uint32_t ix = ubits + (0x3f800000u - 0x3f3504f3u);
   const float dk = float(int32_t(ix >> 23) - 0x7f);
   const float f = add_rn(bits_f32((ix & 0x007fffffu) + 0x3f3504f3u), -1.0f);  // exact
-  const float s = div_rn(f, add_rn(2.0f, f));
+  const float s = div_rn_bm(f, add_rn(2.0f, f));
   const float z = mul_rn(s, s), w = mul_rn(z, z);
   const float t1 = mul_rn(w, fma_rn(w, Lg4, Lg2));
   const float R = fma_rn(z, fma_rn(w, Lg3, Lg1), t1);
@@ -147,6 +235,14 @@ ZOFF_HD float neg2_log_unit(float u) {
   const float a = fma_rn(s, fma_rn(half_f, f, R), mul_rn(dk, ln2_lo));
   const float b = fma_rn(-half_f, f, a);
   return mul_rn(-2.0f, fma_rn(dk, ln2_hi, add_rn(b, f)));
+}
+
+ZOFF_HD float neg2_log_unit(float u) { return neg2_log_bits(f32_bits(u)); }
+
+// neg2_log_unit(u32_to_unit(word)): u = (v + 1) 2^-24 with v = word >> 8 is float(v + 1), exact
+// (<= 2^24), with 24 taken off its exponent field, so no float multiply is needed.
+ZOFF_HD float neg2_log_word(uint32_t word) {
+  return neg2_log_bits(f32_bits(float((word >> 8) + 1u)) - (24u << 23));
 }
 
 // sin and cos of 2 pi v / 2^24 for v in [1, 2^24].
@@ -161,12 +257,12 @@ ZOFF_HD void sincos_turn24(uint32_t v, float* sn, float* cs) {
   const float s = fma_rn(mul_rn(sp, z), x, x);
   const float cp = fma_rn(fma_rn(2.443315711809948e-5f, z, -1.388731625493765e-3f), z, 4.166664568298827e-2f);
   const float c = fma_rn(mul_rn(cp, z), z, fma_rn(-0.5f, z, 1.0f));
-  switch (q & 3u) {
-    case 0: *sn = s, *cs = c; break;
-    case 1: *sn = c, *cs = -s; break;
-    case 2: *sn = -s, *cs = -c; break;
-    default: *sn = -c, *cs = s; break;
-  }
+  // Rotate by q quarter turns: (s, c), (c, -s), (-s, -c), (-c, s) for q = 0..3, without branches
+  // (a warp's lanes have different q): swap on odd q, then flip sign bits (exactly negation).
+  const bool odd = (q & 1u) != 0;
+  const uint32_t sb = f32_bits(odd ? c : s), cb = f32_bits(odd ? s : c);
+  *sn = bits_f32(sb ^ ((q & 2u) << 30));
+  *cs = bits_f32(cb ^ (((q + 1u) & 2u) << 30));
 }
 
 // The seed log's "z" field (Note [Seed log replay]): a log is replayed only with the sampler that
@@ -178,7 +274,7 @@ constexpr const char* kGaussianSampler = "box-muller";
 ZOFF_HD void gaussian4(Philox4 r, float out[4]) {
 ZOFF_UNROLL
   for (int j = 0; j < 2; ++j) {
-    const float rad = sqrt_rn(neg2_log_unit(u32_to_unit(r.v[2 * j])));
+    const float rad = sqrt_rn_bm(neg2_log_word(r.v[2 * j]));
     float sn, cs;
     sincos_turn24((r.v[2 * j + 1] >> 8) + 1u, &sn, &cs);
     out[2 * j] = mul_rn(rad, cs);

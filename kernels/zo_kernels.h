@@ -96,6 +96,10 @@ void zo_update(const UpdateArgs& a, cudaStream_t s);
 void pack_fp8_rows(const PackFp8Args& a, cudaStream_t s);
 // Fills out[i] = z(seed, pid, i) as float (tests and benches).
 void fill_z(float* out, int64_t n, uint64_t pid, uint64_t seed, Dist d, cudaStream_t s);
+// The Box-Muller pieces of kernels/philox.h for v = first .. first + n - 1 (v < 2^24), three floats
+// each: sqrt(-2 ln u) of the word v << 8, then sin and cos of the angle input v + 1 (tests: every
+// input the sampler can see, Note [Unchecked division and square root]).
+void box_muller_pieces(uint32_t first, int64_t n, float* out, cudaStream_t s);
 
 namespace ref {
 // CPU references (oneTBB-parallel), bit-identical in the Philox words to the CUDA kernels.
@@ -103,6 +107,7 @@ void zo_perturb(const PerturbArgs& a);
 void zo_update(const UpdateArgs& a);
 void pack_fp8_rows(const PackFp8Args& a);
 void fill_z(float* out, int64_t n, uint64_t pid, uint64_t seed, Dist d);
+void box_muller_pieces(uint32_t first, int64_t n, float* out);
 // Scalar conversions used by the references (and the tests).
 float bf16_to_float(uint16_t h);
 uint16_t float_to_bf16_rne(float f);

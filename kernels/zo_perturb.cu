@@ -18,10 +18,9 @@ void perturb_launch(const EwJob& j, cudaStream_t s) {
       p.src = j.src;
       p.n = j.n;
       p.first = j.first;
-      p.pid = j.pid;
       p.keep = j.keep;
       p.nterms = j.nterms;
-      for (int k = 0; k < p.nterms; ++k) p.seed[k] = j.terms[k].seed, p.coeff[k] = j.terms[k].coeff;
+      for (int k = 0; k < p.nterms; ++k) p.key[k] = philox_key(j.terms[k].seed, j.pid), p.coeff[k] = j.terms[k].coeff;
       return ew_pass<OUT, SRC, D, false, true>(p, s);
     }
   }

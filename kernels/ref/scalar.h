@@ -181,6 +181,18 @@ ZOFF_UNROLL
   }
 }
 
+// z_group under a prepared key (Note [Keyed Philox]): the same values, for kernels.
+template <Dist D>
+ZOFF_HD void z_group_keyed(const PhiloxKey& key, uint64_t q, float z[4]) {
+  if constexpr (D == Dist::Gaussian) {
+    gaussian4(philox_keyed(key, q), z);
+  } else {
+    uint32_t w = philox_keyed(key, q >> 5).v[(q >> 3) & 3] >> (4u * uint32_t(q & 7));
+ZOFF_UNROLL
+    for (int j = 0; j < 4; ++j) z[j] = ((w >> j) & 1u) ? -1.0f : 1.0f;
+  }
+}
+
 // Note [Term passes]
 // zo_update and zo_perturb take any number of terms but apply at most kMaxTerms per pass over the
 // data; pass p covers terms [p * kMaxTerms, (p + 1) * kMaxTerms). Within a pass the value is

@@ -172,6 +172,18 @@ void zo_perturb(const PerturbArgs& a) {
   if (j.out2 != nullptr) run(MirrorJob(j).job);  // Note [Mirror perturbation]: two calls
 }
 
+void box_muller_pieces(uint32_t first, int64_t n, float* out) {
+  ZOFF_CHECK(n >= 0 && int64_t(first) + n <= (int64_t(1) << 24) && (n == 0 || out != nullptr),
+             "box_muller_pieces: first = ", first, ", n = ", n);
+  tbb::parallel_for(tbb::blocked_range<int64_t>(0, n, 1 << 14), [&](const tbb::blocked_range<int64_t>& r) {
+    for (int64_t i = r.begin(); i < r.end(); ++i) {
+      const uint32_t v = first + uint32_t(i);
+      sincos_turn24(v + 1u, &out[3 * i + 1], &out[3 * i + 2]);
+      out[3 * i] = sqrt_rn_bm(neg2_log_word(v << 8));
+    }
+  });
+}
+
 void fill_z(float* out, int64_t n, uint64_t pid, uint64_t seed, Dist d) {
   ZOFF_CHECK(n >= 0 && (n == 0 || out != nullptr), "fill_z: n = ", n, ", out = ", static_cast<void*>(out));
   if (d == Dist::Gaussian) fill_z_impl<Dist::Gaussian>(out, n, pid, seed);

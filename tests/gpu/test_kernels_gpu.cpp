@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -52,13 +53,20 @@ std::vector<int64_t> test_sizes() {
 const std::vector<int64_t> kSizes = test_sizes();
 int64_t max_n() { return kSizes.empty() ? 0 : kSizes.back(); }
 
-std::vector<uint8_t> random_bits(Elem e, int64_t n, uint32_t seed) {
+// Standard normal values in dtype e; with `specials`, every 61st element is instead one of the
+// edge cases of the rounding paths (Note [Hardware bf16 rounding]): +-0, +-inf, subnormals of the
+// dtype and of fp32, the largest finite values, and values halfway between two 16-bit neighbours.
+// (No NaN: GPU arithmetic returns a canonical NaN where the CPU keeps the payload.)
+std::vector<uint8_t> random_bits(Elem e, int64_t n, uint32_t seed, bool specials = false) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> nd;
   const int es = elem_size(e);
   std::vector<uint8_t> v(size_t(n) * es);
+  const float inf = std::numeric_limits<float>::infinity();
+  const float special[] = {0.0f, -0.0f, inf, -inf, 1e-40f, -3e-39f, 1e-45f, 5.9e-8f, -6.1e-5f, 3.0e38f,
+                           -3.38e38f, 65504.0f, -65504.0f, 1.00390625f, 1.01171875f, -2.0078125f};
   for (int64_t i = 0; i < n; ++i) {
-    float f = nd(rng);
+    float f = specials && i % 61 == 7 ? special[(i / 61) % 16] : nd(rng);
     uint32_t b = e == Elem::F32 ? f32_bits(f)
                  : e == Elem::F16 ? ref::float_to_f16_rne(f)
                  : e == Elem::BF16 ? ref::float_to_bf16_rne(f)
@@ -110,6 +118,22 @@ void compare(Elem e, const std::vector<uint8_t>& gpu, const std::vector<uint8_t>
                     << (first_bad >= 0 ? value_of(e, bits_at(cpu, es, first_bad)) : 0.0f);
 }
 
+// Note [Unchecked division and square root]: every radius and angle input of the sampler, GPU
+// against CPU, bit for bit (2^24 each; the radius of v and the angle of v + 1 come out together).
+TEST(KernelsGpu, BoxMullerPiecesExhaustive) {
+  const int64_t n = int64_t(1) << 24, chunk = int64_t(1) << 22;
+  DevBuf buf(size_t(chunk) * 12);
+  std::vector<uint8_t> gpu(size_t(chunk) * 12), cpu(size_t(chunk) * 12);
+  for (int64_t first = 0; first < n; first += chunk) {
+    CK(cudaMemset(buf.p_, 0xFF, size_t(chunk) * 12));
+    box_muller_pieces(uint32_t(first), chunk, static_cast<float*>(buf.p_), nullptr);
+    CK(cudaDeviceSynchronize());
+    CK(cudaMemcpy(gpu.data(), buf.p_, gpu.size(), cudaMemcpyDeviceToHost));
+    ref::box_muller_pieces(uint32_t(first), chunk, reinterpret_cast<float*>(cpu.data()));
+    compare(Elem::F32, gpu, cpu, 3 * chunk, "box_muller_pieces from " + std::to_string(first));
+  }
+}
+
 TEST(KernelsGpu, FillZMatchesReference) {
   for (int64_t n : kSizes)
     for (Dist d : {Dist::Gaussian, Dist::Rademacher})
@@ -148,7 +172,7 @@ TEST(KernelsGpu, ZoUpdateMatchesReference) {
                              std::to_string(int(d)) + " nterms " + std::to_string(c.nterms) + " sr " +
                              std::to_string(c.sr) + " first " + std::to_string(c.first) + " off " + std::to_string(c.off);
           SCOPED_TRACE(what);
-          std::vector<uint8_t> theta = random_bits(e, n, uint32_t(n + c.nterms)), cpu = theta, gpu(theta.size());
+          std::vector<uint8_t> theta = random_bits(e, n, uint32_t(n + c.nterms), true), cpu = theta, gpu(theta.size());
           std::vector<ZTerm> terms = terms_for(c.nterms, 4);
           DevBuf buf(theta.size());
           void* dp = buf.at(c.off);
@@ -179,7 +203,7 @@ TEST(KernelsGpu, ZoPerturbMatchesReference) {
             std::string what = "zo_perturb n " + std::to_string(n) + " out " + std::to_string(int(out)) + " src " +
                                std::to_string(int(src)) + " dist " + std::to_string(int(d)) + " cfg " + std::to_string(cfg);
             SCOPED_TRACE(what);
-            std::vector<uint8_t> s = random_bits(src, n, uint32_t(3 * n + cfg));
+            std::vector<uint8_t> s = random_bits(src, n, uint32_t(3 * n + cfg), src != Elem::F8E4M3);
             std::vector<float> scales(size_t((n + row_len - 1) / row_len));
             for (size_t r = 0; r < scales.size(); ++r) scales[r] = 1e-3f * float(r % 97 + 1);
             std::vector<ZTerm> terms = terms_for(nterms, 8);

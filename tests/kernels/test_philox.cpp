@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <random>
 #include <vector>
 
 #include "kernels/philox.h"
@@ -41,6 +42,19 @@ TEST(Philox, BlockKeying) {
   Philox4 want = philox4x32_10(Philox4{{7u, 5u, 0x76543210u, 0xfedcba98u}}, 0x89abcdefu, 0x01234567u);
   Philox4 got = philox_block(seed, pid, blk);
   for (int j = 0; j < 4; ++j) EXPECT_EQ(got.v[j], want.v[j]);
+}
+
+// Note [Keyed Philox]: the prepared-key form the kernels use is the same function.
+TEST(Philox, KeyedEqualsBlock) {
+  std::mt19937_64 rng(5);
+  const uint64_t edge[] = {0ull, 1ull, 0xffffffffull, 0x100000000ull, ~0ull, 0x8000000000000000ull};
+  for (int i = 0; i < 20000; ++i) {
+    const uint64_t seed = i < 36 ? edge[i % 6] : rng(), pid = i < 36 ? edge[i / 6] : rng();
+    const uint64_t blk = i % 3 == 0 ? rng() : i % 3 == 1 ? rng() >> 32 : edge[i % 6];
+    const PhiloxKey k = philox_key(seed, pid);
+    const Philox4 want = philox_block(seed, pid, blk), got = philox_keyed(k, blk);
+    for (int j = 0; j < 4; ++j) ASSERT_EQ(got.v[j], want.v[j]) << "seed " << seed << " pid " << pid << " blk " << blk;
+  }
 }
 
 TEST(Philox, UnitIsInOpenClosedInterval) {
@@ -84,6 +98,8 @@ TEST(Philox, BoxMullerPiecesAreAccurateForEveryInput) {
   for (uint32_t v = 1; v <= (1u << 24); ++v) {
     const double u = double(v) / 16777216.0;
     const float l = neg2_log_unit(float(u));
+    const uint32_t word = ((v - 1u) << 8) | (v & 0xFFu);  // any low byte: u32_to_unit drops it
+    ASSERT_EQ(f32_bits(neg2_log_word(word)), f32_bits(neg2_log_unit(u32_to_unit(word)))) << "word " << word;
     if (v < (1u << 24)) worst_log = std::max(worst_log, ulps_from(l, -2.0 * std::log(u)));
     else ASSERT_EQ(l, 0.0f);
     float s, c;
