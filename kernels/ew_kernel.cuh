@@ -223,9 +223,9 @@ __global__ void __launch_bounds__(kEwBlock, ew_min_blocks(D)) ew_kernel(const __
           }
           float acc[V], acc2[MIRROR ? V : 1];
           ZOFF_UNROLL
-          for (int j = 0; j < V; ++j) acc[j] = 0.0f;
+          for (int j = 0; j < V; ++j) acc[j] = -0.0f;  // Note [Term passes]
           ZOFF_UNROLL
-          for (int j = 0; j < (MIRROR ? V : 1); ++j) acc2[j] = 0.0f;
+          for (int j = 0; j < (MIRROR ? V : 1); ++j) acc2[j] = -0.0f;
           if constexpr (D == Dist::Gaussian) {
             // Note [Gaussian term unrolling]: the first kGaussUnrolled terms at compile-time
             // indices (key words as constant operands), any further ones in a rolled loop.
@@ -341,7 +341,7 @@ __global__ void __launch_bounds__(kEwBlock, ew_min_blocks(D)) ew_kernel(const __
     const bool in_a = w < na;
     const int64_t q = in_a ? qa0 + w : qb0 + (w - na);
     const int64_t lo = p.first + (in_a ? ra0 : rb0), hi = p.first + (in_a ? ra1 : rb1);
-    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f}, acc2[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    float acc[4] = {-0.0f, -0.0f, -0.0f, -0.0f}, acc2[4] = {-0.0f, -0.0f, -0.0f, -0.0f};
     for (int k = 0; k < p.nterms; ++k) {
       float z[4];
       z_group_keyed<D>(p.key[k], uint64_t(q), z);

@@ -14,7 +14,7 @@ constexpr int esize(Elem e) { return e == Elem::F32 ? 4 : e == Elem::F8E4M3 ? 1 
 
 // Note [Tile passes on the host]
 // A tile runs Note [Term passes] exactly as ew_blocks in kernels/ref/zo_ref.cpp does per element:
-// pass p zeroes the sum, adds coeff_k * z_k for its terms in order (z for the whole tile, one term at
+// pass p starts the sum at -0, adds coeff_k * z_k for its terms in order (z for the whole tile, one term at
 // a time), forms t * keep (+ sum), rounds to the output dtype (with the pass's SR bits) and, unless
 // it is the last pass, decodes that for the next pass. Each operation is the same IEEE operation on
 // the same operands as in the reference, only W lanes at a time. The mirror output (Note [Mirror
@@ -57,7 +57,7 @@ struct Ew {
       for (int k = k0; k < k1; ++k) {
         K::z_tile(j.dist, j.terms[k].seed, j.pid, t, z);
         const F c = S::fset1(j.terms[k].coeff), nc = S::fset1(-j.terms[k].coeff);
-        const F zero = S::fset1(0.0f);
+        const F zero = S::fset1(-0.0f);  // Note [Term passes]: the sum starts at -0
         for (int64_t i = 0; i < T; i += W) {
           const F zi = S::fload(z + i);
           S::fstore(acc + i, S::fadd(k == k0 ? zero : S::fload(acc + i), S::fmul(c, zi)));

@@ -196,11 +196,13 @@ ZOFF_UNROLL
 // Note [Term passes]
 // zo_update and zo_perturb take any number of terms but apply at most kMaxTerms per pass over the
 // data; pass p covers terms [p * kMaxTerms, (p + 1) * kMaxTerms). Within a pass the value is
-//     acc = 0; for k in pass: acc = acc + coeff_k * z_k         (each op rounded to fp32)
+//     acc = -0; for k in pass: acc = acc + coeff_k * z_k        (each op rounded to fp32)
 //     v   = t * keep + acc   (t * keep alone when the pass has no terms)
 // and v is rounded to the output dtype before the next pass reads it. keep = 1 - decay in pass 0
 // of zo_update and 1 elsewhere; zo_perturb's pass 0 reads the (dequantised) source, later passes
 // the output. The CPU reference runs the passes per element; the GPU runs one launch per pass.
+// The sum starts at -0, not +0: -0 + y is y for every y (+0 + y turns y = -0 into +0), so the
+// first term costs no addition once a compiler folds it (ew_kernel.cuh).
 // Both therefore round at the same points and agree for any number of terms.
 inline int term_passes(int nterms) { return nterms <= 0 ? 1 : (nterms + kMaxTerms - 1) / kMaxTerms; }
 

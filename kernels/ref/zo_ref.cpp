@@ -81,7 +81,7 @@ void ew_blocks(const EwJob& j, int64_t blo, int64_t bhi) {
     for (int p = 0; p < passes; ++p) {
       const int k0 = p * kMaxTerms, k1 = std::min(j.nterms, k0 + kMaxTerms);
       const float keep = p == 0 ? j.keep : 1.0f;
-      std::fill(acc, acc + kBlock, 0.0f);
+      std::fill(acc, acc + kBlock, -0.0f);  // Note [Term passes]
       for (int k = k0; k < k1; ++k) {
         z_block<D>(j.terms[k].seed, j.pid, b, g0, g1, z);
         for (int64_t g = g0; g < g1; ++g) acc[g - o] = add_rn(acc[g - o], mul_rn(j.terms[k].coeff, z[g - o]));
