@@ -5,6 +5,8 @@
 
 #include "kernels/philox.h"
 
+typedef struct CUstream_st* cudaStream_t;
+
 namespace zoff::k {
 
 // Note [Delta write-back]
@@ -75,9 +77,17 @@ struct ApplyDeltaArgs {
   int64_t entries;           // min(count, capacity); indices are unique (one pass reports an element once)
 };
 
+// Note [Counted copy]: copies the first min(*count, cap) elements of elem_bytes each from src to
+// dst, where *count is only known on the device (an exception list staged in device memory, copied
+// into the mapped host list after the update that filled it). dst and src 16-byte aligned.
+void copy_counted(void* dst, const void* src, const unsigned long long* count, int64_t cap, int64_t elem_bytes,
+                  cudaStream_t s);
+
 namespace ref {
 // Element by element (oneTBB over code bytes), then the list in order.
 void apply_delta(const ApplyDeltaArgs& a);
+// copy_counted on the CPU (count in host memory).
+void copy_counted(void* dst, const void* src, const unsigned long long* count, int64_t cap, int64_t elem_bytes);
 }  // namespace ref
 
 }  // namespace zoff::k

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "kernels/host/zo_host.h"
+#include "src/optim/device_dispatch.h"
 #include "zoff/error.h"
 
 namespace zoff {
@@ -50,6 +51,17 @@ DeltaBuffers::DeltaBuffers(StreamDevice& dev, BlockStore& store, const std::vect
     slot_codes_ = at::zeros({int64_t(num_slots) * slot_stride_}, at::TensorOptions().dtype(at::kByte).device(dev.device()));
     sparse_lanes_ = 32;  // device memory: a zero code needs no store at all after prepare_slot
   }
+  if (const char* e = std::getenv("ZOFF_DELTA_LIST")) {
+    const std::string v = e;
+    ZOFF_CHECK(v == "staged" || v == "mapped", "environment: ZOFF_DELTA_LIST=", v, " (want staged or mapped)");
+    list_staged_ = v == "staged";
+  }
+  if (list_staged_) {  // Note [Staged exception list]
+    for (int b : blocks) list_stride_ = std::max(list_stride_, cap_[size_t(b)]);
+    list_stride_ = (list_stride_ + 31) / 32 * 32;  // 256-byte aligned slots
+    slot_lists_ = at::empty({int64_t(num_slots) * list_stride_ * int64_t(sizeof(k::DeltaEntry))},
+                            at::TensorOptions().dtype(at::kByte).device(dev.device()));
+  }
   if (const char* e = std::getenv("ZOFF_DELTA_SPARSE_LANES")) {
     char* end = nullptr;
     const long v = std::strtol(e, &end, 10);
@@ -66,7 +78,8 @@ k::DeltaOut DeltaBuffers::out(int b, int k) const {
   const Mapped& m = mapped_[size_t(b)];
   k::DeltaOut d{};
   d.codes = staged_ ? slot_codes_.data_ptr<uint8_t>() + int64_t(k) * slot_stride_ : m.codes;
-  d.list = m.list;
+  d.list = list_staged_ ? reinterpret_cast<k::DeltaEntry*>(slot_lists_.data_ptr<uint8_t>()) + int64_t(k) * list_stride_
+                       : m.list;
   d.capacity = cap_[size_t(b)];
   d.count = reinterpret_cast<unsigned long long*>(counters_.data_ptr<int64_t>() + 2 * k);
   d.stored = d.count + 1;
@@ -74,6 +87,15 @@ k::DeltaOut DeltaBuffers::out(int b, int k) const {
   d.index_base = 0;
   d.sparse_lanes = sparse_lanes_;
   return d;
+}
+
+void DeltaBuffers::copy_list(int k, int b) const {
+  ZOFF_CHECK(list_staged_ && k >= 0 && 2 * k < counters_.numel(), "DeltaBuffers: no staged list for slot ", k);
+  ZOFF_CHECK(b >= 0 && b < int(index_.size()) && index_[size_t(b)] >= 0, "DeltaBuffers: block ", b, " has no buffers");
+  const auto* src = reinterpret_cast<const k::DeltaEntry*>(slot_lists_.data_ptr<uint8_t>()) + int64_t(k) * list_stride_;
+  const auto* count = reinterpret_cast<const unsigned long long*>(counters_.data_ptr<int64_t>() + 2 * k);
+  dispatch_copy_counted(mapped_[size_t(b)].list, src, count, cap_[size_t(b)], int64_t(sizeof(k::DeltaEntry)),
+                        counters_.device());
 }
 
 const void* DeltaBuffers::device_codes(int k) const {

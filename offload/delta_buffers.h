@@ -38,6 +38,13 @@ namespace zoff {
 // mapped: it is small and its stores are grouped (Note [Delta emission]). With staged codes the
 // streamed step reached 0.91 / 0.92 of the one-way transfer bound at 13B / 30B (0.81 with mapped
 // codes at 13B, 0.76-0.81 with the dense write-back).
+// Note [Staged exception list]
+// The exception list may be staged too (environment ZOFF_DELTA_LIST=staged; default mapped): the
+// kernel appends to a per-slot device list, and the Offload op first runs copy_counted (Note
+// [Counted copy]), which copies the first min(count, capacity) entries into the block's mapped
+// host list as whole 512-byte warp writes, instead of the update kernel's scattered 8-byte entry
+// stores crossing PCIe while uploads run. Costs capacity x 8 bytes of device memory per slot
+// (numel / delta_list_divisor entries; not in the planner's estimate while it is a knob).
 // apply(b) runs on a host thread once block b's Offload completed: it applies the codes and the
 // first min(count, capacity) list entries to b's master (exceptions past capacity were stored in
 // the master by the kernel), leaving the codes zero again.
@@ -57,6 +64,10 @@ class DeltaBuffers {
   void* host_count(int b) const;
   bool staged() const { return staged_; }
   const void* device_codes(int k) const;  // staged only
+  bool list_staged() const { return list_staged_; }
+  // Staged list only: enqueues, on the current stream, the copy of slot k's list into block b's host
+  // list (after the update of b in slot k, before its count copy).
+  void copy_list(int k, int b) const;
   void* host_codes(int b) const;
   size_t code_bytes(int b) const;
   // Code bytes of block b's last update that crossed the link.
@@ -92,6 +103,9 @@ class DeltaBuffers {
   int sparse_lanes_ = kSparseLanes;
   bool staged_ = true;
   at::Tensor slot_codes_;        // staged: num_slots x max code bytes, uint8, on the device
+  bool list_staged_ = false;
+  at::Tensor slot_lists_;        // staged list: num_slots x max capacity entries, on the device
+  int64_t list_stride_ = 0;      // entries
   int64_t slot_stride_ = 0;
   int64_t host_bytes_ = 0;
   int64_t exceptions_ = 0, overflowed_ = 0;

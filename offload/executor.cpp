@@ -86,6 +86,7 @@ void Executor::issue(const Plan& plan, const ComputeFn& compute, const HostUpdat
         if (wb.mode == WriteBackMode::Dense)
           dev_.copy_d2h(s, store_.data(b), ring_->data(op.slot), size_t(store_.bytes(b)), b);
         else if (wb.mode == WriteBackMode::Delta) {
+          if (wb.list_copy) dev_.launch(s, [&wb, slot = op.slot, b] { wb.list_copy(slot, b); }, b);
           if (wb.codes_src) dev_.copy_d2h(s, wb.codes_dst(b), wb.codes_src(op.slot), wb.codes_bytes(b), b);
           dev_.copy_d2h(s, wb.count_dst(b), wb.count_src(op.slot), wb.count_bytes, b);
         }

@@ -48,6 +48,8 @@ struct WriteBackSpec {
   std::function<const void*(int slot)> codes_src;
   std::function<void*(int block)> codes_dst;
   std::function<size_t(int block)> codes_bytes;
+  // Optional: copies slot's staged exception list to block's host list (launched first).
+  std::function<void(int slot, int block)> list_copy;
   std::function<void(int block, EventId done)> offload_issued;
 };
 

@@ -1,4 +1,6 @@
-// CPU reference of apply_delta: a block's 2-bit change codes and exception list onto its 16-bit master.
+// CPU references of apply_delta (codes and exception list onto a 16-bit master) and copy_counted.
+#include <algorithm>
+#include <cstring>
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 
@@ -6,6 +8,14 @@
 #include "kernels/ref/delta_check.h"
 
 namespace zoff::k::ref {
+
+void copy_counted(void* dst, const void* src, const unsigned long long* count, int64_t cap, int64_t elem_bytes) {
+  ZOFF_CHECK(cap >= 0 && elem_bytes > 0 && (cap == 0 || (dst != nullptr && src != nullptr && count != nullptr)),
+             "copy_counted: cap = ", cap, ", elem_bytes = ", elem_bytes);
+  if (cap == 0) return;
+  const int64_t n = int64_t(std::min<unsigned long long>(*count, (unsigned long long)cap));
+  if (n > 0) std::memcpy(dst, src, size_t(n * elem_bytes));
+}
 
 void apply_delta(const ApplyDeltaArgs& a) {
   check_apply_delta_args(a, "apply_delta");

@@ -41,6 +41,15 @@ void dispatch_fill_z(float* out, int64_t n, uint64_t pid, uint64_t seed, k::Dist
   ZOFF_FAIL("fill_z: unsupported device ", device.str());
 }
 
+void dispatch_copy_counted(void* dst, const void* src, const unsigned long long* count, int64_t cap,
+                           int64_t elem_bytes, const at::Device& device) {
+  if (device.is_cpu()) return k::ref::copy_counted(dst, src, count, cap, elem_bytes);
+#ifdef ZOFF_WITH_CUDA
+  if (device.is_cuda()) return cuda_copy_counted(dst, src, count, cap, elem_bytes);
+#endif
+  ZOFF_FAIL("copy_counted: unsupported device ", device.str());
+}
+
 void dispatch_lowrank_update_sr(const k::LowRankArgs& a, const at::Device& device) {
   if (device.is_cpu()) return k::ref::lowrank_update_sr(a);
 #ifdef ZOFF_WITH_CUDA

@@ -14,6 +14,10 @@ void dispatch_zo_perturb(const k::PerturbArgs& a, const at::Device& device);
 void dispatch_zo_update(const k::UpdateArgs& a, const at::Device& device);
 void dispatch_fill_z(float* out, int64_t n, uint64_t pid, uint64_t seed, k::Dist d,
                      const at::Device& device);
+// Note [Counted copy] (kernels/delta.h): the first min(*count, cap) elements; count in device
+// memory on CUDA (read by the kernel), in host memory on the CPU.
+void dispatch_copy_counted(void* dst, const void* src, const unsigned long long* count, int64_t cap,
+                           int64_t elem_bytes, const at::Device& device);
 // Note [Low-rank stochastic rounding] (kernels/lowrank.h): the reference on the CPU, the fixed-order
 // kernels (scratch from LibTorch's caching allocator) on CUDA; bit-identical.
 void dispatch_lowrank_update_sr(const k::LowRankArgs& a, const at::Device& device);
@@ -28,6 +32,7 @@ void cuda_zo_update(const k::UpdateArgs& a);
 void cuda_fill_z(float* out, int64_t n, uint64_t pid, uint64_t seed, k::Dist d);
 void cuda_lowrank_update_sr(const k::LowRankArgs& a);
 void cuda_lowrank_update(const k::LowRankArgs& a);
+void cuda_copy_counted(void* dst, const void* src, const unsigned long long* count, int64_t cap, int64_t elem_bytes);
 #endif
 
 }  // namespace zoff

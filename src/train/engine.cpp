@@ -383,6 +383,7 @@ class OffloadEngine : public Engine {
       wb.codes_dst = [this](int b) { return delta_->host_codes(b); };
       wb.codes_bytes = [this](int b) { return delta_->code_bytes(b); };
     }
+    if (delta_->list_staged()) wb.list_copy = [this](int k, int b) { delta_->copy_list(k, b); };
     wb.offload_issued = [this](int b, EventId e) {
       std::lock_guard<std::mutex> lk(apply_mu_);
       apply_queue_.push_back({b, e});

@@ -134,6 +134,41 @@ TEST(KernelsGpu, BoxMullerPiecesExhaustive) {
   }
 }
 
+// Note [Counted copy]: counts of 0, below and above the capacity, odd byte totals, into device
+// memory and into mapped host memory; bytes past the copied prefix stay as poisoned.
+TEST(KernelsGpu, CopyCountedMatchesReference) {
+  for (int64_t elem : {int64_t(8), int64_t(1), int64_t(4)})
+    for (int64_t cap : {int64_t(1), int64_t(7), int64_t(4097), int64_t(1000003)})
+      for (unsigned long long count : {0ull, 1ull, 5ull, 4096ull, 1000003ull, 5000000ull})
+        for (bool mapped : {false, true}) {
+          const size_t bytes = size_t(cap * elem);
+          std::vector<uint8_t> src(bytes), gpu(bytes), cpu(bytes, 0xAB);
+          std::mt19937 rng(uint32_t(cap + count));
+          for (auto& b : src) b = uint8_t(rng());
+          DevBuf dsrc(bytes), dcount(8);
+          CK(cudaMemcpy(dsrc.p_, src.data(), bytes, cudaMemcpyHostToDevice));
+          CK(cudaMemcpy(dcount.p_, &count, 8, cudaMemcpyHostToDevice));
+          void* host = nullptr;
+          void* dst = nullptr;
+          DevBuf ddst(bytes);
+          if (mapped) {
+            CK(cudaHostAlloc(&host, bytes, cudaHostAllocMapped));
+            std::memset(host, 0xAB, bytes);
+            CK(cudaHostGetDevicePointer(&dst, host, 0));
+          } else {
+            CK(cudaMemset(ddst.p_, 0xAB, bytes));
+            dst = ddst.p_;
+          }
+          copy_counted(dst, dsrc.p_, static_cast<unsigned long long*>(dcount.p_), cap, elem, nullptr);
+          CK(cudaDeviceSynchronize());
+          if (mapped) std::memcpy(gpu.data(), host, bytes);
+          else CK(cudaMemcpy(gpu.data(), ddst.p_, bytes, cudaMemcpyDeviceToHost));
+          if (host != nullptr) CK(cudaFreeHost(host));
+          ref::copy_counted(cpu.data(), src.data(), &count, cap, elem);
+          EXPECT_TRUE(gpu == cpu) << "elem " << elem << " cap " << cap << " count " << count << " mapped " << mapped;
+        }
+}
+
 TEST(KernelsGpu, FillZMatchesReference) {
   for (int64_t n : kSizes)
     for (Dist d : {Dist::Gaussian, Dist::Rademacher})

@@ -153,6 +153,29 @@ TEST(DeltaWriteBack, MappedAndStagedCodesAgree) {
   }
 }
 
+// Note [Staged exception list]: ZOFF_DELTA_LIST=staged (device list, counted copy to the host
+// list) leaves the same bits, with and without overflow; a bad value is an error naming the knob.
+TEST(DeltaWriteBack, StagedListAgrees) {
+  const Result ref = run(bf16_config(OptimizerKind::MeZO, 1e-3), 5);
+  struct EnvGuard {
+    ~EnvGuard() { unsetenv("ZOFF_DELTA_LIST"); }
+  } guard;
+  setenv("ZOFF_DELTA_LIST", "staged", 1);
+  const Result staged = run(streamed(bf16_config(OptimizerKind::MeZO, 1e-3), WriteBack::Delta, 2), 5);
+  expect_identical(staged, ref, "staged list");
+  EXPECT_GT(total_exceptions(staged), 0);
+  RunConfig c = streamed(bf16_config(OptimizerKind::MeZO, 1e-3), WriteBack::Delta, 3);
+  c.policy.delta_list_divisor = 1 << 20;
+  expect_identical(run(c, 5), ref, "staged list, overflowing");
+  setenv("ZOFF_DELTA_LIST", "device", 1);
+  try {
+    run(streamed(bf16_config(OptimizerKind::MeZO, 1e-3), WriteBack::Delta, 2), 2);
+    ADD_FAILURE() << "ZOFF_DELTA_LIST=device accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("ZOFF_DELTA_LIST"), std::string::npos) << e.what();
+  }
+}
+
 // A list of one entry per block: nearly every exception overflows into the master directly.
 TEST(DeltaWriteBack, OverflowingListsStillExact) {
   const Result ref = run(bf16_config(OptimizerKind::MeZO, 1e-3), 5);
