@@ -45,6 +45,9 @@ namespace zoff {
 // host list as whole 512-byte warp writes, instead of the update kernel's scattered 8-byte entry
 // stores crossing PCIe while uploads run. Costs capacity x 8 bytes of device memory per slot
 // (numel / delta_list_divisor entries; not in the planner's estimate while it is a knob).
+// Measured (H200, session 7, docs/results.md): no difference, 6.7B 0.2624 / 0.2609 s staged
+// against 0.2633 / 0.2615 mapped, 13B within the +-1.5% noise; so the mapped list stays the
+// default and the entry stores are not what slows the uploads.
 // apply(b) runs on a host thread once block b's Offload completed: it applies the codes and the
 // first min(count, capacity) list entries to b's master (exceptions past capacity were stored in
 // the master by the kernel), leaving the codes zero again.
