@@ -130,50 +130,53 @@ TEST(DeltaWriteBack, Bf16MastersMatchResidentAndDense) {
     }
 }
 
+// Sets an environment knob for the scope (unset after).
+struct EnvKnob {
+  const char* name;
+  EnvKnob(const char* n, const char* value) : name(n) { setenv(name, value, 1); }
+  ~EnvKnob() { unsetenv(name); }
+};
+
+// A bad value of a write-back knob is an error naming the knob, not a silent default.
+void expect_knob_rejected(const char* name, const char* bad) {
+  const EnvKnob knob(name, bad);
+  try {
+    run(streamed(bf16_config(OptimizerKind::MeZO, 1e-3), WriteBack::Delta, 2), 2);
+    ADD_FAILURE() << name << "=" << bad << " accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(name), std::string::npos) << e.what();
+  }
+}
+
 // Note [Staged codes]: the codes staged in device memory (default) or stored straight into the
-// mapped host codes (ZOFF_DELTA_CODES=mapped, sparse stores) leave the same bits; a bad value of
-// the knob is an error naming it.
+// mapped host codes (ZOFF_DELTA_CODES=mapped, sparse stores) leave the same bits.
 TEST(DeltaWriteBack, MappedAndStagedCodesAgree) {
   const Result ref = run(bf16_config(OptimizerKind::MeZO, 1e-3), 5);
   const Result staged = run(streamed(bf16_config(OptimizerKind::MeZO, 1e-3), WriteBack::Delta, 2), 5);
   expect_identical(staged, ref, "staged codes");
-  struct EnvGuard {
-    ~EnvGuard() { unsetenv("ZOFF_DELTA_CODES"); }
-  } guard;
-  setenv("ZOFF_DELTA_CODES", "mapped", 1);
-  const Result mapped = run(streamed(bf16_config(OptimizerKind::MeZO, 1e-3), WriteBack::Delta, 3), 5);
-  expect_identical(mapped, ref, "mapped codes");
-  EXPECT_GT(total_exceptions(mapped), 0);
-  setenv("ZOFF_DELTA_CODES", "mapd", 1);
-  try {
-    run(streamed(bf16_config(OptimizerKind::MeZO, 1e-3), WriteBack::Delta, 2), 2);
-    ADD_FAILURE() << "ZOFF_DELTA_CODES=mapd accepted";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("ZOFF_DELTA_CODES"), std::string::npos) << e.what();
+  {
+    const EnvKnob knob("ZOFF_DELTA_CODES", "mapped");
+    const Result mapped = run(streamed(bf16_config(OptimizerKind::MeZO, 1e-3), WriteBack::Delta, 3), 5);
+    expect_identical(mapped, ref, "mapped codes");
+    EXPECT_GT(total_exceptions(mapped), 0);
   }
+  expect_knob_rejected("ZOFF_DELTA_CODES", "mapd");
 }
 
 // Note [Staged exception list]: ZOFF_DELTA_LIST=staged (device list, counted copy to the host
-// list) leaves the same bits, with and without overflow; a bad value is an error naming the knob.
+// list) leaves the same bits, with and without overflow.
 TEST(DeltaWriteBack, StagedListAgrees) {
   const Result ref = run(bf16_config(OptimizerKind::MeZO, 1e-3), 5);
-  struct EnvGuard {
-    ~EnvGuard() { unsetenv("ZOFF_DELTA_LIST"); }
-  } guard;
-  setenv("ZOFF_DELTA_LIST", "staged", 1);
-  const Result staged = run(streamed(bf16_config(OptimizerKind::MeZO, 1e-3), WriteBack::Delta, 2), 5);
-  expect_identical(staged, ref, "staged list");
-  EXPECT_GT(total_exceptions(staged), 0);
-  RunConfig c = streamed(bf16_config(OptimizerKind::MeZO, 1e-3), WriteBack::Delta, 3);
-  c.policy.delta_list_divisor = 1 << 20;
-  expect_identical(run(c, 5), ref, "staged list, overflowing");
-  setenv("ZOFF_DELTA_LIST", "device", 1);
-  try {
-    run(streamed(bf16_config(OptimizerKind::MeZO, 1e-3), WriteBack::Delta, 2), 2);
-    ADD_FAILURE() << "ZOFF_DELTA_LIST=device accepted";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("ZOFF_DELTA_LIST"), std::string::npos) << e.what();
+  {
+    const EnvKnob knob("ZOFF_DELTA_LIST", "staged");
+    const Result staged = run(streamed(bf16_config(OptimizerKind::MeZO, 1e-3), WriteBack::Delta, 2), 5);
+    expect_identical(staged, ref, "staged list");
+    EXPECT_GT(total_exceptions(staged), 0);
+    RunConfig c = streamed(bf16_config(OptimizerKind::MeZO, 1e-3), WriteBack::Delta, 3);
+    c.policy.delta_list_divisor = 1 << 20;
+    expect_identical(run(c, 5), ref, "staged list, overflowing");
   }
+  expect_knob_rejected("ZOFF_DELTA_LIST", "device");
 }
 
 // A list of one entry per block: nearly every exception overflows into the master directly.
