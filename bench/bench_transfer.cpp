@@ -2,6 +2,8 @@
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
+#include <thread>
+#include <atomic>
 #include <cstdint>
 #include <cstdio>
 #include <exception>
@@ -148,7 +150,72 @@ void bm_spread(benchmark::State& st) {
   }
 }
 
+// Note [Loaded bench]: transfer/h2d/loaded/threads:N uploads 1 GiB pinned copies (8 per iteration)
+// while N host threads read-modify-write a separate 4 GiB buffer (every 8-byte word, a read and a
+// write of each line), as the delta apply does to the masters beside the step's uploads. h2d_GBps
+// is the upload rate under that load, host_GBps the host memory traffic (read + write) the
+// threads made meanwhile. Question it answers: does host memory traffic slow the DMA reads?
+void bm_loaded(benchmark::State& st) {
+  const int nthreads = int(st.range(0));
+  const size_t piece = size_t(1) << 30, load_bytes = size_t(4) << 30;
+  const int copies = 8;
+  try {
+    HostMem src(piece, true);
+    DeviceMem dst(piece);
+    std::vector<uint64_t> load(nthreads > 0 ? load_bytes / 8 : 0, 1);
+    Stream up;
+    Event a, b;
+    double h2d_s = 0, host_bytes = 0, host_s = 0;
+    for (auto _ : st) {
+      std::atomic<bool> stop{false};
+      std::atomic<int64_t> words{0};
+      std::vector<std::thread> pool;
+      const size_t per = load.size() / size_t(std::max(1, nthreads));
+      for (int t = 0; t < nthreads; ++t)
+        pool.emplace_back([&, t] {
+          uint64_t* p = load.data() + size_t(t) * per;
+          constexpr size_t kChunk = size_t(1) << 17;  // 1 MiB of words between progress counts
+          for (size_t at = 0; !stop.load(std::memory_order_relaxed); at = at + kChunk < per ? at + kChunk : 0) {
+            const size_t end = std::min(per, at + kChunk);
+            for (size_t i = at; i < end; ++i) p[i] += 1;
+            words.fetch_add(int64_t(end - at), std::memory_order_relaxed);
+          }
+        });
+      const auto t0 = std::chrono::steady_clock::now();
+      const int64_t w0 = words.load();
+      ZOFF_CUDA_OK(cudaEventRecord(a.get(), up.get()));
+      for (int c = 0; c < copies; ++c)
+        ZOFF_CUDA_OK(cudaMemcpyAsync(dst.get(), src.get(), piece, cudaMemcpyHostToDevice, up.get()));
+      ZOFF_CUDA_OK(cudaEventRecord(b.get(), up.get()));
+      ZOFF_CUDA_OK(cudaEventSynchronize(b.get()));
+      const int64_t done = words.load() - w0;
+      const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      stop = true;
+      for (auto& th : pool) th.join();
+      const double s = elapsed_ms(a, b) / 1e3;
+      st.SetIterationTime(s);
+      h2d_s += s;
+      host_bytes += double(done) * 8.0 * 2.0;  // words done: read + write
+      host_s += wall;
+    }
+    st.counters["h2d_GBps"] = double(piece) * copies * double(st.iterations()) / h2d_s / 1e9;
+    st.counters["host_GBps"] = host_bytes / host_s / 1e9;
+  } catch (const std::exception& e) {
+    st.SkipWithError(e.what());
+  }
+}
+
 void register_all() {
+  benchmark::RegisterBenchmark("transfer/h2d/loaded", bm_loaded)
+      ->ArgName("threads")
+      ->Arg(0)
+      ->Arg(2)
+      ->Arg(4)
+      ->Arg(8)
+      ->Arg(15)
+      ->Iterations(3)
+      ->UseManualTime()
+      ->Unit(benchmark::kMillisecond);
   benchmark::RegisterBenchmark("transfer/h2d/spread", bm_spread)
       ->ArgName("GiB")
       ->Arg(32)
