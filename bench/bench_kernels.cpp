@@ -372,6 +372,36 @@ void BM_PackFp8(benchmark::State& st) {
 }
 BENCHMARK(BM_PackFp8)->ArgNames({"elem"})->Arg(int(Elem::F32))->Arg(int(Elem::BF16))->UseManualTime()->Unit(benchmark::kMillisecond);
 
+// copy_counted (Note [Counted copy]): 2^27 8-byte entries (1 GiB), the whole capacity counted, into
+// device memory (dst:0) or mapped pinned host memory (dst:1, a PCIe write: compare with
+// bench_transfer's D2H rate, not with of_d2d).
+void BM_CopyCounted(benchmark::State& st) {
+  if (!gpu_ready(st)) return;
+  const bool mapped = st.range(0) != 0;
+  const int64_t cap = int64_t(1) << 27;
+  const size_t bytes = size_t(cap) * 8;
+  Dev src(bytes), dev_dst(mapped ? 0 : bytes), count(8);
+  void* host = nullptr;
+  void* dst = dev_dst.p;
+  if (mapped) {
+    if (cudaHostAlloc(&host, bytes, cudaHostAllocMapped) != cudaSuccess || cudaHostGetDevicePointer(&dst, host, 0) != cudaSuccess) {
+      st.SkipWithError("cudaHostAlloc (mapped) failed");
+      return;
+    }
+  }
+  const unsigned long long n = (unsigned long long)cap;
+  cudaMemcpy(count.p, &n, 8, cudaMemcpyHostToDevice);
+  double secs = 0;
+  for (auto _ : st) {
+    double s = time_gpu([&] { copy_counted(dst, src.p, static_cast<unsigned long long*>(count.p), cap, 8, nullptr); });
+    st.SetIterationTime(s);
+    secs += s;
+  }
+  set_rate(st, mapped ? double(bytes) : 2.0 * double(bytes), secs, d2d_gbps());
+  if (host != nullptr) cudaFreeHost(host);
+}
+BENCHMARK(BM_CopyCounted)->ArgNames({"dst"})->Arg(0)->Arg(1)->UseManualTime()->Unit(benchmark::kMillisecond);
+
 #endif  // ZOFF_KERNELS_CUDA
 
 }  // namespace
