@@ -5,6 +5,8 @@
 #include <cstdlib>
 #include <string>
 
+#include <tbb/task_arena.h>
+
 #include "kernels/host/zo_host.h"
 #include "src/optim/device_dispatch.h"
 #include "zoff/error.h"
@@ -61,6 +63,13 @@ DeltaBuffers::DeltaBuffers(StreamDevice& dev, BlockStore& store, const std::vect
     list_stride_ = (list_stride_ + 31) / 32 * 32;  // 256-byte aligned slots
     slot_lists_ = at::empty({int64_t(num_slots) * list_stride_ * int64_t(sizeof(k::DeltaEntry))},
                             at::TensorOptions().dtype(at::kByte).device(dev.device()));
+  }
+  if (const char* e = std::getenv("ZOFF_DELTA_APPLY_THREADS")) {
+    char* end = nullptr;
+    const long v = std::strtol(e, &end, 10);
+    ZOFF_CHECK(end != e && *end == '\0' && v >= 1 && v <= 1024,
+               "environment: ZOFF_DELTA_APPLY_THREADS=", e, " (want 1 .. 1024)");
+    arena_ = std::make_shared<tbb::task_arena>(int(v));
   }
   if (const char* e = std::getenv("ZOFF_DELTA_SPARSE_LANES")) {
     char* end = nullptr;
@@ -137,7 +146,8 @@ int64_t DeltaBuffers::apply(int b) {
   a.n = store_.numel(b);
   a.list = static_cast<const k::DeltaEntry*>(lists_[size_t(i)].data());
   a.entries = std::min(count, cap);
-  k::apply_delta_host(a);
+  if (arena_) static_cast<tbb::task_arena*>(arena_.get())->execute([&] { k::apply_delta_host(a); });
+  else k::apply_delta_host(a);
   exceptions_ += count;
   overflowed_ += std::max<int64_t>(0, count - cap);
   return count;

@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "kernels/delta.h"
@@ -48,6 +49,10 @@ namespace zoff {
 // Measured (H200, session 7, docs/results.md): no difference, 6.7B 0.2624 / 0.2609 s staged
 // against 0.2633 / 0.2615 mapped, 13B within the +-1.5% noise; so the mapped list stays the
 // default and the entry stores are not what slows the uploads.
+// Environment ZOFF_DELTA_APPLY_THREADS=N (a tuning knob) runs apply() in a oneTBB arena of N
+// threads instead of all cores: its read-modify-write of the masters competes with the uploads'
+// DMA reads for host memory (docs/results.md, session 7), so fewer threads may trade apply time
+// for upload rate. Results are the same for any N.
 // apply(b) runs on a host thread once block b's Offload completed: it applies the codes and the
 // first min(count, capacity) list entries to b's master (exceptions past capacity were stored in
 // the master by the kernel), leaving the codes zero again.
@@ -112,6 +117,7 @@ class DeltaBuffers {
   int64_t slot_stride_ = 0;
   int64_t host_bytes_ = 0;
   int64_t exceptions_ = 0, overflowed_ = 0;
+  std::shared_ptr<void> arena_;  // tbb::task_arena when ZOFF_DELTA_APPLY_THREADS is set
 };
 
 }  // namespace zoff

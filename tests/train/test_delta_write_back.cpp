@@ -179,6 +179,18 @@ TEST(DeltaWriteBack, StagedListAgrees) {
   expect_knob_rejected("ZOFF_DELTA_LIST", "device");
 }
 
+// ZOFF_DELTA_APPLY_THREADS (the apply's thread count) changes nothing in the result.
+TEST(DeltaWriteBack, ApplyThreadsKnob) {
+  const Result ref = run(bf16_config(OptimizerKind::MeZO, 1e-3), 5);
+  {
+    const EnvKnob knob("ZOFF_DELTA_APPLY_THREADS", "1");
+    expect_identical(run(streamed(bf16_config(OptimizerKind::MeZO, 1e-3), WriteBack::Delta, 2), 5), ref,
+                     "one apply thread");
+  }
+  expect_knob_rejected("ZOFF_DELTA_APPLY_THREADS", "0");
+  expect_knob_rejected("ZOFF_DELTA_APPLY_THREADS", "4x");
+}
+
 // A list of one entry per block: nearly every exception overflows into the master directly.
 TEST(DeltaWriteBack, OverflowingListsStillExact) {
   const Result ref = run(bf16_config(OptimizerKind::MeZO, 1e-3), 5);
