@@ -24,12 +24,7 @@ __global__ void __launch_bounds__(256) fill_z_kernel(float* out, int64_t n, uint
 
 __global__ void __launch_bounds__(256) box_muller_pieces_kernel(uint32_t first, int64_t n, float* out) {
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    const uint32_t v = first + uint32_t(i);
-    float sn, cs;
-    sincos_turn24(v + 1u, &sn, &cs);
-    out[3 * i] = sqrt_rn_bm(neg2_log_word(v << 8));
-    out[3 * i + 1] = sn;
-    out[3 * i + 2] = cs;
+    box_muller_pieces_at(first + uint32_t(i), out + 3 * i);
   }
 }
 

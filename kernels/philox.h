@@ -282,6 +282,13 @@ ZOFF_UNROLL
   }
 }
 
+// The Box-Muller pieces for input v < 2^24 (tests: k::box_muller_pieces): out[0] the radius of the
+// word v << 8, out[1], out[2] sin and cos of the angle input v + 1.
+ZOFF_HD void box_muller_pieces_at(uint32_t v, float out[3]) {
+  sincos_turn24(v + 1u, &out[1], &out[2]);
+  out[0] = sqrt_rn_bm(neg2_log_word(v << 8));
+}
+
 // z_i ~ N(0,1) for one element (computes the whole group of 4; kernels use gaussian4 directly).
 ZOFF_HD float gaussian_at(uint64_t seed, uint64_t pid, uint64_t i) {
   float g[4];

@@ -5,8 +5,6 @@
 #include <cstdlib>
 #include <string>
 
-#include <tbb/task_arena.h>
-
 #include "kernels/host/zo_host.h"
 #include "src/optim/device_dispatch.h"
 #include "zoff/error.h"
@@ -69,7 +67,7 @@ DeltaBuffers::DeltaBuffers(StreamDevice& dev, BlockStore& store, const std::vect
     const long v = std::strtol(e, &end, 10);
     ZOFF_CHECK(end != e && *end == '\0' && v >= 1 && v <= 1024,
                "environment: ZOFF_DELTA_APPLY_THREADS=", e, " (want 1 .. 1024)");
-    arena_ = std::make_shared<tbb::task_arena>(int(v));
+    arena_ = std::make_unique<tbb::task_arena>(int(v));
   }
   if (const char* e = std::getenv("ZOFF_DELTA_SPARSE_LANES")) {
     char* end = nullptr;
@@ -146,7 +144,7 @@ int64_t DeltaBuffers::apply(int b) {
   a.n = store_.numel(b);
   a.list = static_cast<const k::DeltaEntry*>(lists_[size_t(i)].data());
   a.entries = std::min(count, cap);
-  if (arena_) static_cast<tbb::task_arena*>(arena_.get())->execute([&] { k::apply_delta_host(a); });
+  if (arena_) arena_->execute([&] { k::apply_delta_host(a); });
   else k::apply_delta_host(a);
   exceptions_ += count;
   overflowed_ += std::max<int64_t>(0, count - cap);

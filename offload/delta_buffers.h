@@ -2,6 +2,7 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <tbb/task_arena.h>
 
 #include <cstdint>
 #include <memory>
@@ -117,7 +118,7 @@ class DeltaBuffers {
   int64_t slot_stride_ = 0;
   int64_t host_bytes_ = 0;
   int64_t exceptions_ = 0, overflowed_ = 0;
-  std::shared_ptr<void> arena_;  // tbb::task_arena when ZOFF_DELTA_APPLY_THREADS is set
+  std::unique_ptr<tbb::task_arena> arena_;  // set by ZOFF_DELTA_APPLY_THREADS
 };
 
 }  // namespace zoff

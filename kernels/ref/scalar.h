@@ -169,28 +169,31 @@ ZOFF_HD uint32_t encode(float x, uint32_t r16) {
 
 // ---- z for a group of 4 consecutive elements 4q .. 4q+3 (one Philox call) -------------------------
 
+// The Philox block that group q's z comes from, and z from that block's words.
 template <Dist D>
-ZOFF_HD void z_group(uint64_t seed, uint64_t pid, uint64_t q, float z[4]) {
+ZOFF_HD uint64_t z_group_block(uint64_t q) { return D == Dist::Gaussian ? q : q >> 5; }
+
+template <Dist D>
+ZOFF_HD void z_group_from(const Philox4& r, uint64_t q, float z[4]) {
   if constexpr (D == Dist::Gaussian) {
-    gaussian4(philox_block(seed, pid, q), z);
+    gaussian4(r, z);
   } else {
     // Elements 4q..4q+3 are bits (4q & 31).. of word (4q >> 5) & 3 of block 4q >> 7.
-    uint32_t w = philox_block(seed, pid, q >> 5).v[(q >> 3) & 3] >> (4u * uint32_t(q & 7));
+    uint32_t w = r.v[(q >> 3) & 3] >> (4u * uint32_t(q & 7));
 ZOFF_UNROLL
     for (int j = 0; j < 4; ++j) z[j] = ((w >> j) & 1u) ? -1.0f : 1.0f;
   }
 }
 
+template <Dist D>
+ZOFF_HD void z_group(uint64_t seed, uint64_t pid, uint64_t q, float z[4]) {
+  z_group_from<D>(philox_block(seed, pid, z_group_block<D>(q)), q, z);
+}
+
 // z_group under a prepared key (Note [Keyed Philox]): the same values, for kernels.
 template <Dist D>
 ZOFF_HD void z_group_keyed(const PhiloxKey& key, uint64_t q, float z[4]) {
-  if constexpr (D == Dist::Gaussian) {
-    gaussian4(philox_keyed(key, q), z);
-  } else {
-    uint32_t w = philox_keyed(key, q >> 5).v[(q >> 3) & 3] >> (4u * uint32_t(q & 7));
-ZOFF_UNROLL
-    for (int j = 0; j < 4; ++j) z[j] = ((w >> j) & 1u) ? -1.0f : 1.0f;
-  }
+  z_group_from<D>(philox_keyed(key, z_group_block<D>(q)), q, z);
 }
 
 // Note [Term passes]

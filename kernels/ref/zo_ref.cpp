@@ -176,11 +176,7 @@ void box_muller_pieces(uint32_t first, int64_t n, float* out) {
   ZOFF_CHECK(n >= 0 && int64_t(first) + n <= (int64_t(1) << 24) && (n == 0 || out != nullptr),
              "box_muller_pieces: first = ", first, ", n = ", n);
   tbb::parallel_for(tbb::blocked_range<int64_t>(0, n, 1 << 14), [&](const tbb::blocked_range<int64_t>& r) {
-    for (int64_t i = r.begin(); i < r.end(); ++i) {
-      const uint32_t v = first + uint32_t(i);
-      sincos_turn24(v + 1u, &out[3 * i + 1], &out[3 * i + 2]);
-      out[3 * i] = sqrt_rn_bm(neg2_log_word(v << 8));
-    }
+    for (int64_t i = r.begin(); i < r.end(); ++i) box_muller_pieces_at(first + uint32_t(i), out + 3 * i);
   });
 }
 
