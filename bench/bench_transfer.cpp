@@ -6,7 +6,9 @@
 #include <atomic>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <exception>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -14,6 +16,7 @@
 
 #include <chrono>
 
+#include "kernels/host/zo_host.h"
 #include "offload/host_memory.h"
 
 #ifdef ZOFF_WITH_CUDA
@@ -205,6 +208,69 @@ void bm_loaded(benchmark::State& st) {
   }
 }
 
+// Note [Fused apply bench]: transfer/h2d/apply/chunk_MiB:C/lead_MiB:L/mode:M streams a 4 GiB
+// bf16-like master through the delta apply (apply_delta_host, codes with ~7% of elements +-1, as
+// a MeZO step leaves them) and an upload, in C MiB chunks, the host at most L MiB ahead of the
+// copies. mode 0: uploads only (the chunking's own cost); 1 fused: each chunk is applied right
+// before its upload, so the DMA reads lines the cores just wrote (from the last-level cache if
+// they are still there); 2 separate: the same applies go to another master while this one uploads
+// (today's traffic pattern: apply and DMA touch different memory); 3: the applies alone.
+// GBps = master bytes per wall second of the whole pipeline. Question it answers: does applying a
+// block just before uploading it take the apply's traffic off the DMA's back?
+void bm_apply(benchmark::State& st) {
+  const size_t chunk = size_t(st.range(0)) << 20, lead = std::max<size_t>(1, (size_t(st.range(1)) << 20) / chunk);
+  const int mode = int(st.range(2));
+  const size_t bytes = size_t(4) << 30, n = bytes / 2, nchunks = bytes / chunk, ce = chunk / 2;
+  try {
+    HostMem x(bytes, true), codes(n / 4, true);
+    std::unique_ptr<HostMem> y;
+    if (mode == 2) y = std::make_unique<HostMem>(bytes, true);
+    std::vector<uint8_t> tmpl(n / 4);
+    uint64_t r = 0x9E3779B97F4A7C15ull;
+    for (size_t j = 0; j < tmpl.size(); ++j) {
+      uint32_t byte = 0;
+      for (int e = 0; e < 4; ++e) {
+        r = r * 6364136223846793005ull + 1442695040888963407ull;
+        const uint32_t u = uint32_t(r >> 40) % 1000;  // 3.5% up, 3.5% down
+        byte |= (u < 35 ? 1u : u < 70 ? 2u : 0u) << (2 * e);
+      }
+      tmpl[j] = uint8_t(byte);
+    }
+    DeviceMem dst(mode == 3 ? 1 : bytes);
+    Stream up;
+    std::vector<Event> ev(nchunks);
+    Event a, b;
+    double wall_s = 0;
+    for (auto _ : st) {
+      std::memcpy(codes.get(), tmpl.data(), tmpl.size());  // the apply leaves them zero
+      const auto t0 = std::chrono::steady_clock::now();
+      ZOFF_CUDA_OK(cudaEventRecord(a.get(), up.get()));
+      for (size_t c = 0; c < nchunks; ++c) {
+        if (c >= lead && mode != 3) ZOFF_CUDA_OK(cudaEventSynchronize(ev[c - lead].get()));
+        if (mode != 0) {
+          zoff::k::ApplyDeltaArgs d{};
+          d.master = static_cast<uint16_t*>(mode == 2 ? y->get() : x.get()) + c * ce;
+          d.codes = static_cast<uint8_t*>(codes.get()) + c * ce / 4;
+          d.n = int64_t(ce);
+          zoff::k::apply_delta_host(d);
+        }
+        if (mode == 3) continue;
+        ZOFF_CUDA_OK(cudaMemcpyAsync(static_cast<char*>(dst.get()) + c * chunk, static_cast<char*>(x.get()) + c * chunk,
+                                     chunk, cudaMemcpyHostToDevice, up.get()));
+        ZOFF_CUDA_OK(cudaEventRecord(ev[c].get(), up.get()));
+      }
+      ZOFF_CUDA_OK(cudaEventRecord(b.get(), up.get()));
+      ZOFF_CUDA_OK(cudaEventSynchronize(b.get()));
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      st.SetIterationTime(s);
+      wall_s += s;
+    }
+    st.counters["GBps"] = double(bytes) * double(st.iterations()) / wall_s / 1e9;
+  } catch (const std::exception& e) {
+    st.SkipWithError(e.what());
+  }
+}
+
 void register_all() {
   benchmark::RegisterBenchmark("transfer/h2d/loaded", bm_loaded)
       ->ArgName("threads")
@@ -216,6 +282,15 @@ void register_all() {
       ->Iterations(3)
       ->UseManualTime()
       ->Unit(benchmark::kMillisecond);
+  for (int mode : {0, 1, 2, 3})
+    for (int64_t chunk : {2, 8, 32})
+      for (int64_t lead : {16, 64})
+        benchmark::RegisterBenchmark("transfer/h2d/apply", bm_apply)
+            ->ArgNames({"chunk_MiB", "lead_MiB", "mode"})
+            ->Args({chunk, lead, mode})
+            ->Iterations(3)
+            ->UseManualTime()
+            ->Unit(benchmark::kMillisecond);
   benchmark::RegisterBenchmark("transfer/h2d/spread", bm_spread)
       ->ArgName("GiB")
       ->Arg(32)
