@@ -71,10 +71,13 @@ ZOFF_HD uint32_t delta_code(uint32_t old_bits, uint32_t new_bits) {
 // Applies one block's codes and exception list to its host master (16-bit elements).
 struct ApplyDeltaArgs {
   uint16_t* master;          // n elements
-  uint8_t* codes;            // (n + 3) / 4 bytes; every byte read is left zero
+  uint8_t* codes;            // (n + 3) / 4 bytes; every byte read is left zero (unless keep_codes)
   int64_t n;
   const DeltaEntry* list;    // `entries` entries, indices in [0, n)
   int64_t entries;           // min(count, capacity); indices are unique (one pass reports an element once)
+  // Leaves the codes as they are: for codes that the next update's write-back overwrites whole
+  // (staged codes, Note [Staged codes]), zeroing them is a wasted write of n / 4 bytes.
+  bool keep_codes = false;
 };
 
 // Note [Counted copy]: copies the first min(*count, cap) elements of elem_bytes each from src to

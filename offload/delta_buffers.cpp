@@ -144,6 +144,7 @@ int64_t DeltaBuffers::apply(int b) {
   a.n = store_.numel(b);
   a.list = static_cast<const k::DeltaEntry*>(lists_[size_t(i)].data());
   a.entries = std::min(count, cap);
+  a.keep_codes = staged_;  // the next Offload's D2H overwrites every code byte
   if (arena_) arena_->execute([&] { k::apply_delta_host(a); });
   else k::apply_delta_host(a);
   exceptions_ += count;

@@ -56,7 +56,8 @@ namespace zoff {
 // for upload rate. Results are the same for any N.
 // apply(b) runs on a host thread once block b's Offload completed: it applies the codes and the
 // first min(count, capacity) list entries to b's master (exceptions past capacity were stored in
-// the master by the kernel), leaving the codes zero again.
+// the master by the kernel), leaving mapped codes zero again (staged codes are left as
+// they are: the next Offload overwrites them whole, keep_codes).
 class DeltaBuffers {
  public:
   DeltaBuffers(StreamDevice& dev, BlockStore& store, const std::vector<int>& blocks, int num_slots,

@@ -22,7 +22,8 @@ namespace {
 // is tiny (a 16-bit add of +1, -1 or 0) so the loop must run at memory speed: it reads the codes
 // 8 bytes (one code word, 32 elements) at a time and skips a zero word without touching its
 // masters (codes are zero at rest, so an unchanged stretch costs a quarter byte per element).
-// A nonzero word is consumed and zeroed:
+// A nonzero word is consumed and zeroed (unless keep_codes: staged codes are overwritten whole by
+// the next write-back, so zeroing them would only add n / 4 bytes of host writes):
 //  - Scalar: kLanes[byte] is the four 16-bit deltas of a code byte (+1, 0xFFFF for -1, 0 for
 //    unchanged and exceptions) packed in a uint64, added to four masters at once by a carry-free
 //    lane add; branch-free over the word's 8 bytes (with ~7% of elements changed most bytes are
@@ -60,6 +61,7 @@ inline uint64_t add16x4(uint64_t x, uint64_t d) {
   return ((x & kLow) + (d & kLow)) ^ ((x ^ d) & kHigh);
 }
 
+template <bool kClear>
 void words_scalar(uint16_t* master, uint8_t* codes, int64_t w0, int64_t w1) {
   for (int64_t w = w0; w < w1; ++w) {
     uint64_t cw;
@@ -72,11 +74,12 @@ void words_scalar(uint16_t* master, uint8_t* codes, int64_t w0, int64_t w1) {
       x = add16x4(x, kLanes.v[(cw >> (8 * b)) & 0xFFu]);
       std::memcpy(m + 4 * b, &x, 8);
     }
-    std::memset(codes + 8 * w, 0, 8);
+    if (kClear) std::memset(codes + 8 * w, 0, 8);
   }
 }
 
 #if defined(__x86_64__)
+template <bool kClear>
 __attribute__((target("avx2"))) void words_avx2(uint16_t* master, uint8_t* codes, int64_t w0, int64_t w1) {
   // Lane e of vector h (elements 16 h + e) takes code byte 4 h + e / 4 into its low byte; the
   // high byte is zeroed (index 0x80). In-lane vpshufb: the broadcast word is in every 128-bit lane.
@@ -99,19 +102,19 @@ __attribute__((target("avx2"))) void words_avx2(uint16_t* master, uint8_t* codes
     x1 = _mm256_add_epi16(_mm256_sub_epi16(x1, _mm256_cmpeq_epi16(c1, up)), _mm256_cmpeq_epi16(c1, down));
     _mm256_storeu_si256(m, x0);
     _mm256_storeu_si256(m + 1, x1);
-    std::memset(codes + 8 * w, 0, 8);
+    if (kClear) std::memset(codes + 8 * w, 0, 8);
   }
 }
 #endif
 
 using WordsFn = void (*)(uint16_t*, uint8_t*, int64_t, int64_t);
 
-WordsFn words_of(HostIsa isa) {
+WordsFn words_of(HostIsa isa, bool clear) {
 #if defined(__x86_64__)
-  if (isa == HostIsa::Avx2 || isa == HostIsa::Avx512) return words_avx2;
+  if (isa == HostIsa::Avx2 || isa == HostIsa::Avx512) return clear ? words_avx2<true> : words_avx2<false>;
 #endif
   (void)isa;
-  return words_scalar;
+  return clear ? words_scalar<true> : words_scalar<false>;
 }
 
 }  // namespace
@@ -122,7 +125,7 @@ void apply_delta_host(const ApplyDeltaArgs& a, HostIsa isa) {
   ZOFF_CHECK(host_isa_supported(isa), "apply_delta_host: ", host_isa_name(isa),
              " requested but this CPU (or build) lacks it");
   check_apply_delta_args(a, "apply_delta_host");
-  const WordsFn fn = words_of(isa);
+  const WordsFn fn = words_of(isa, !a.keep_codes);
   const int64_t words = a.n / 32;
   tbb::parallel_for(tbb::blocked_range<int64_t>(0, words, kGrainWords),
                     [&](const tbb::blocked_range<int64_t>& r) { fn(a.master, a.codes, r.begin(), r.end()); });
@@ -133,7 +136,7 @@ void apply_delta_host(const ApplyDeltaArgs& a, HostIsa isa) {
       if (c == kDeltaUp) a.master[4 * j + e] = uint16_t(a.master[4 * j + e] + 1u);
       else if (c == kDeltaDown) a.master[4 * j + e] = uint16_t(a.master[4 * j + e] - 1u);
     }
-    a.codes[j] = 0;
+    if (!a.keep_codes) a.codes[j] = 0;
   }
   std::atomic<int64_t> bad{a.entries};  // the first slot with an index outside [0, n)
   auto apply_list = [&](int64_t s0, int64_t s1) {

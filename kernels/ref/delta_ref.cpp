@@ -32,7 +32,7 @@ void apply_delta(const ApplyDeltaArgs& a) {
         if (c == kDeltaUp) a.master[i] = uint16_t(a.master[i] + 1u);
         else if (c == kDeltaDown) a.master[i] = uint16_t(a.master[i] - 1u);
       }
-      a.codes[j] = 0;
+      if (!a.keep_codes) a.codes[j] = 0;
     }
   });
   for (int64_t s = 0; s < a.entries; ++s) a.master[a.list[s].index] = a.list[s].bits;

@@ -314,6 +314,15 @@ TEST(ApplyDelta, MatchesNaiveOnRandomCodes) {
         }
       }
       std::shuffle(list.begin(), list.end(), rng);  // unique indices: the order does not matter
+      // keep_codes: the same master, the codes untouched.
+      std::vector<uint16_t> kept_master = master;
+      const std::vector<uint8_t> kept_codes = codes;
+      std::vector<uint8_t> codes_copy = codes;
+      ApplyDeltaArgs keep{kept_master.data(), codes_copy.data(), n, list.data(), int64_t(list.size())};
+      keep.keep_codes = true;
+      apply_delta_host(keep, isa);
+      ASSERT_EQ(kept_master, want);
+      ASSERT_EQ(codes_copy, kept_codes);
       apply_delta_host({master.data(), codes.data(), n, list.data(), int64_t(list.size())}, isa);
       ASSERT_EQ(master, want);
       ASSERT_TRUE(std::all_of(codes.begin(), codes.end(), [](uint8_t b) { return b == 0; }));
