@@ -3,11 +3,13 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "kernels/host/zo_host.h"
 #include "src/optim/device_dispatch.h"
 #include "zoff/error.h"
+#include "zoff/log.h"
 
 namespace zoff {
 
@@ -68,6 +70,21 @@ DeltaBuffers::DeltaBuffers(StreamDevice& dev, BlockStore& store, const std::vect
     ZOFF_CHECK(end != e && *end == '\0' && v >= 1 && v <= 1024,
                "environment: ZOFF_DELTA_APPLY_THREADS=", e, " (want 1 .. 1024)");
     arena_ = std::make_unique<tbb::task_arena>(int(v));
+  }
+  if (const char* e = std::getenv("ZOFF_DELTA_APPLY_PREFETCH")) {
+    char* end = nullptr;
+    const long v = std::strtol(e, &end, 10);
+    ZOFF_CHECK(end != e && *end == '\0' && v >= 0 && v <= 4096,
+               "environment: ZOFF_DELTA_APPLY_PREFETCH=", e, " (want 0 .. 4096 code words)");
+    prefetch_words_ = int(v);
+  }
+  if (const char* e = std::getenv("ZOFF_DEBUG_SKIP_DELTA_APPLY")) {
+    const std::string v = e;
+    ZOFF_CHECK(v == "0" || v == "1", "environment: ZOFF_DEBUG_SKIP_DELTA_APPLY=", v, " (want 0 or 1)");
+    skip_apply_ = v == "1";
+    if (skip_apply_)
+      log::warn("ZOFF_DEBUG_SKIP_DELTA_APPLY=1: streamed blocks' updates are NOT applied to the host masters; "
+                "the training is wrong, use it only to time the step without the host apply");
   }
   if (const char* e = std::getenv("ZOFF_DELTA_SPARSE_LANES")) {
     char* end = nullptr;
@@ -145,7 +162,10 @@ int64_t DeltaBuffers::apply(int b) {
   a.list = static_cast<const k::DeltaEntry*>(lists_[size_t(i)].data());
   a.entries = std::min(count, cap);
   a.keep_codes = staged_;  // the next Offload's D2H overwrites every code byte
-  if (arena_) arena_->execute([&] { k::apply_delta_host(a); });
+  a.prefetch_words = prefetch_words_;
+  if (skip_apply_) {
+    if (!staged_) std::memset(a.codes, 0, code_bytes(b));  // mapped codes must be zero at rest
+  } else if (arena_) arena_->execute([&] { k::apply_delta_host(a); });
   else k::apply_delta_host(a);
   exceptions_ += count;
   overflowed_ += std::max<int64_t>(0, count - cap);

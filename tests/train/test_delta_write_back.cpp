@@ -191,6 +191,27 @@ TEST(DeltaWriteBack, ApplyThreadsKnob) {
   expect_knob_rejected("ZOFF_DELTA_APPLY_THREADS", "4x");
 }
 
+// ZOFF_DELTA_APPLY_PREFETCH (Note [Apply prefetch]) changes nothing in the result either; the
+// measurement knob ZOFF_DEBUG_SKIP_DELTA_APPLY=1 really leaves the masters stale (it is not a no-op).
+TEST(DeltaWriteBack, ApplyPrefetchAndSkipKnobs) {
+  const Result ref = run(bf16_config(OptimizerKind::MeZO, 1e-3), 5);
+  for (const char* w : {"0", "1", "4096"}) {
+    const EnvKnob knob("ZOFF_DELTA_APPLY_PREFETCH", w);
+    expect_identical(run(streamed(bf16_config(OptimizerKind::MeZO, 1e-3), WriteBack::Delta, 2), 5), ref,
+                     std::string("prefetch ") + w);
+  }
+  expect_knob_rejected("ZOFF_DELTA_APPLY_PREFETCH", "-1");
+  expect_knob_rejected("ZOFF_DELTA_APPLY_PREFETCH", "9999");
+  {
+    const EnvKnob knob("ZOFF_DEBUG_SKIP_DELTA_APPLY", "1");
+    const Result skipped = run(streamed(bf16_config(OptimizerKind::MeZO, 1e-3), WriteBack::Delta, 2), 5);
+    bool same = skipped.weights.size() == ref.weights.size();
+    for (size_t i = 0; same && i < ref.weights.size(); ++i) same = at::equal(skipped.weights[i], ref.weights[i]);
+    EXPECT_FALSE(same) << "skipping the apply must leave the masters stale";
+  }
+  expect_knob_rejected("ZOFF_DEBUG_SKIP_DELTA_APPLY", "yes");
+}
+
 // A list of one entry per block: nearly every exception overflows into the master directly.
 TEST(DeltaWriteBack, OverflowingListsStillExact) {
   const Result ref = run(bf16_config(OptimizerKind::MeZO, 1e-3), 5);

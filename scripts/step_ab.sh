@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Same-run A/B of bench_step stream-bf16 MeZO under environment knobs (issue 7; docs/results.md).
+#   scripts/step_ab.sh OUT ROUNDS SIZES CONFIG...    (after gpu_build.sh built build-gpu/bench/bench_step)
+#   CONFIG = label or label:VAR=value,VAR=value    e.g. base noprefetch:ZOFF_DELTA_APPLY_PREFETCH=0
+# Configs alternate within each round (ABAB..., Note [Same-run comparisons] in docs/results.md).
+# Writes OUT/step_ab.txt (one line per run) and OUT/step_ab.tgz (the JSON).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:?usage: $0 OUT ROUNDS SIZES CONFIG...}
+ROUNDS=${2:?rounds}
+SIZES=${3:?sizes, e.g. 6.7b,13b}
+shift 3
+mkdir -p "$OUT"
+export LD_LIBRARY_PATH=/tmp/zoff-deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-} NCCL_NVLS_ENABLE=0
+J=$(mktemp -d)
+for r in $(seq 1 "$ROUNDS"); do
+  for s in ${SIZES//,/ }; do
+    for cfg in "$@"; do
+      label=${cfg%%:*}
+      envs=()
+      if [ "$label" != "$cfg" ]; then IFS=, read -r -a envs <<< "${cfg#*:}"; fi
+      f=$J/${label}_${s}_$r.json
+      env "${envs[@]}" ZOFF_BENCH_ITERS=4 ZOFF_BENCH_WARMUP=2 ZOFF_BENCH_SIZES=$s ZOFF_BENCH_FILTER='*/mezo/stream-bf16' \
+        timeout 120 build-gpu/bench/bench_step --benchmark_out="$f" --benchmark_out_format=json > /dev/null 2>&1 || true
+      python3 - "$f" "$r $label $s" <<'PY' | tee -a "$OUT/step_ab.txt"
+import json, sys
+try:
+    b = json.load(open(sys.argv[1]))['benchmarks'][0]
+    print(sys.argv[2], 's/step %.4f' % b['s_per_step'], 'bound %.3f' % b['fraction_of_transfer_bound'],
+          'h2d_busy %.3f' % b['h2d_busy'], 'apply_wait_ms %.2f' % b.get('delta_apply_wait_ms', -1),
+          'exc %d' % b.get('delta_exceptions', -1))
+except Exception as e:
+    print(sys.argv[2], 'failed:', e)
+PY
+    done
+  done
+done
+tar czf "$OUT/step_ab.tgz" -C "$J" .
