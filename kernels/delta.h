@@ -78,9 +78,6 @@ struct ApplyDeltaArgs {
   // Leaves the codes as they are: for codes that the next update's write-back overwrites whole
   // (staged codes, Note [Staged codes]), zeroing them is a wasted write of n / 4 bytes.
   bool keep_codes = false;
-  // Host kernels (Note [Apply prefetch]): how many code words (32 elements each) ahead to prefetch
-  // the master lines that will change; 0 = none. The reference ignores it.
-  int prefetch_words = 64;
 };
 
 // Note [Counted copy]: copies the first min(*count, cap) elements of elem_bytes each from src to

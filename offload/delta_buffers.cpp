@@ -71,13 +71,6 @@ DeltaBuffers::DeltaBuffers(StreamDevice& dev, BlockStore& store, const std::vect
                "environment: ZOFF_DELTA_APPLY_THREADS=", e, " (want 1 .. 1024)");
     arena_ = std::make_unique<tbb::task_arena>(int(v));
   }
-  if (const char* e = std::getenv("ZOFF_DELTA_APPLY_PREFETCH")) {
-    char* end = nullptr;
-    const long v = std::strtol(e, &end, 10);
-    ZOFF_CHECK(end != e && *end == '\0' && v >= 0 && v <= 4096,
-               "environment: ZOFF_DELTA_APPLY_PREFETCH=", e, " (want 0 .. 4096 code words)");
-    prefetch_words_ = int(v);
-  }
   if (const char* e = std::getenv("ZOFF_DEBUG_SKIP_DELTA_APPLY")) {
     const std::string v = e;
     ZOFF_CHECK(v == "0" || v == "1", "environment: ZOFF_DEBUG_SKIP_DELTA_APPLY=", v, " (want 0 or 1)");
@@ -162,7 +155,6 @@ int64_t DeltaBuffers::apply(int b) {
   a.list = static_cast<const k::DeltaEntry*>(lists_[size_t(i)].data());
   a.entries = std::min(count, cap);
   a.keep_codes = staged_;  // the next Offload's D2H overwrites every code byte
-  a.prefetch_words = prefetch_words_;
   if (skip_apply_) {
     if (!staged_) std::memset(a.codes, 0, code_bytes(b));  // mapped codes must be zero at rest
   } else if (arena_) arena_->execute([&] { k::apply_delta_host(a); });

@@ -53,8 +53,7 @@ namespace zoff {
 // Environment ZOFF_DELTA_APPLY_THREADS=N (a tuning knob) runs apply() in a oneTBB arena of N
 // threads instead of all cores: its read-modify-write of the masters competes with the uploads'
 // DMA reads for host memory (docs/results.md, session 7), so fewer threads may trade apply time
-// for upload rate. Results are the same for any N. ZOFF_DELTA_APPLY_PREFETCH=W (code words, 0 =
-// off) sets how far ahead the apply prefetches master lines (Note [Apply prefetch]).
+// for upload rate (measured: it cannot, session 8). Results are the same for any N.
 // ZOFF_DEBUG_SKIP_DELTA_APPLY=1 skips the apply (masters stay stale, with a warning): a
 // measurement knob that times the step without the host's master traffic.
 // apply(b) runs on a host thread once block b's Offload completed: it applies the codes and the
@@ -123,7 +122,6 @@ class DeltaBuffers {
   int64_t host_bytes_ = 0;
   int64_t exceptions_ = 0, overflowed_ = 0;
   std::unique_ptr<tbb::task_arena> arena_;  // set by ZOFF_DELTA_APPLY_THREADS
-  int prefetch_words_ = k::ApplyDeltaArgs{}.prefetch_words;  // ZOFF_DELTA_APPLY_PREFETCH
   bool skip_apply_ = false;                  // ZOFF_DEBUG_SKIP_DELTA_APPLY (measurement only)
 };
 

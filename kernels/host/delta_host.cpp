@@ -38,14 +38,6 @@ namespace {
 // (its entries are exceptions, code 3, which the codes leave alone), in parallel: one update pass
 // reports an element at most once, so the indices are unique and the order does not matter.
 // A bad index is skipped (never written out of bounds) and reported after the pass.
-// Note [Apply prefetch]
-// At a MeZO step's change rate (~1% of elements, so ~25% of the 64-byte master lines that a code
-// word covers) the master lines the loop touches are sparse: the hardware prefetcher, which
-// follows the dense stream of code words, does not fetch them, and each touched line is a full
-// DRAM latency. Measured on the H200 host (session 8): with 4 threads the apply took ~0.5 s per
-// OPT-6.7B step, ~4 GB/s per thread. So the loop reads the code word `prefetch_words` ahead and,
-// when it is nonzero, prefetches that word's master line for writing: many misses in flight per
-// thread instead of one.
 constexpr int64_t kGrainWords = 2048;     // 64 Ki elements per TBB chunk
 constexpr int64_t kGrainEntries = 16384;  // list entries per TBB chunk
 
@@ -69,18 +61,9 @@ inline uint64_t add16x4(uint64_t x, uint64_t d) {
   return ((x & kLow) + (d & kLow)) ^ ((x ^ d) & kHigh);
 }
 
-inline void prefetch_ahead(const uint16_t* master, const uint8_t* codes, int64_t w, int64_t w1, int ahead) {
-  const int64_t p = w + ahead;
-  if (ahead <= 0 || p >= w1) return;
-  uint64_t cw;
-  std::memcpy(&cw, codes + 8 * p, 8);
-  if (cw != 0) __builtin_prefetch(master + 32 * p, 1, 3);
-}
-
 template <bool kClear>
-void words_scalar(uint16_t* master, uint8_t* codes, int64_t w0, int64_t w1, int ahead) {
+void words_scalar(uint16_t* master, uint8_t* codes, int64_t w0, int64_t w1) {
   for (int64_t w = w0; w < w1; ++w) {
-    prefetch_ahead(master, codes, w, w1, ahead);
     uint64_t cw;
     std::memcpy(&cw, codes + 8 * w, 8);
     if (cw == 0) continue;
@@ -97,8 +80,7 @@ void words_scalar(uint16_t* master, uint8_t* codes, int64_t w0, int64_t w1, int 
 
 #if defined(__x86_64__)
 template <bool kClear>
-__attribute__((target("avx2"))) void words_avx2(uint16_t* master, uint8_t* codes, int64_t w0, int64_t w1,
-                                                int ahead) {
+__attribute__((target("avx2"))) void words_avx2(uint16_t* master, uint8_t* codes, int64_t w0, int64_t w1) {
   // Lane e of vector h (elements 16 h + e) takes code byte 4 h + e / 4 into its low byte; the
   // high byte is zeroed (index 0x80). In-lane vpshufb: the broadcast word is in every 128-bit lane.
   const __m256i sel0 = _mm256_setr_epi8(0, -128, 0, -128, 0, -128, 0, -128, 1, -128, 1, -128, 1, -128, 1, -128,  //
@@ -108,7 +90,6 @@ __attribute__((target("avx2"))) void words_avx2(uint16_t* master, uint8_t* codes
   const __m256i up = _mm256_setr_epi16(1, 4, 16, 64, 1, 4, 16, 64, 1, 4, 16, 64, 1, 4, 16, 64);
   const __m256i down = _mm256_add_epi16(up, up);
   for (int64_t w = w0; w < w1; ++w) {
-    prefetch_ahead(master, codes, w, w1, ahead);
     long long cw;
     std::memcpy(&cw, codes + 8 * w, 8);
     if (cw == 0) continue;
@@ -126,7 +107,7 @@ __attribute__((target("avx2"))) void words_avx2(uint16_t* master, uint8_t* codes
 }
 #endif
 
-using WordsFn = void (*)(uint16_t*, uint8_t*, int64_t, int64_t, int);
+using WordsFn = void (*)(uint16_t*, uint8_t*, int64_t, int64_t);
 
 WordsFn words_of(HostIsa isa, bool clear) {
 #if defined(__x86_64__)
@@ -147,9 +128,7 @@ void apply_delta_host(const ApplyDeltaArgs& a, HostIsa isa) {
   const WordsFn fn = words_of(isa, !a.keep_codes);
   const int64_t words = a.n / 32;
   tbb::parallel_for(tbb::blocked_range<int64_t>(0, words, kGrainWords),
-                    [&](const tbb::blocked_range<int64_t>& r) {
-                      fn(a.master, a.codes, r.begin(), r.end(), a.prefetch_words);
-                    });
+                    [&](const tbb::blocked_range<int64_t>& r) { fn(a.master, a.codes, r.begin(), r.end()); });
   for (int64_t j = words * 8; j < (a.n + 3) / 4; ++j) {  // the tail, element by element
     const uint32_t byte = a.codes[j];
     for (int e = 0; e < 4 && 4 * j + e < a.n; ++e) {

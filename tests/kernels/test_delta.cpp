@@ -320,7 +320,6 @@ TEST(ApplyDelta, MatchesNaiveOnRandomCodes) {
       std::vector<uint8_t> codes_copy = codes;
       ApplyDeltaArgs keep{kept_master.data(), codes_copy.data(), n, list.data(), int64_t(list.size())};
       keep.keep_codes = true;
-      keep.prefetch_words = int(n % 3);  // 0, 1 or 2 words ahead (the default, 64, below)
       apply_delta_host(keep, isa);
       ASSERT_EQ(kept_master, want);
       ASSERT_EQ(codes_copy, kept_codes);

@@ -191,17 +191,10 @@ TEST(DeltaWriteBack, ApplyThreadsKnob) {
   expect_knob_rejected("ZOFF_DELTA_APPLY_THREADS", "4x");
 }
 
-// ZOFF_DELTA_APPLY_PREFETCH (Note [Apply prefetch]) changes nothing in the result either; the
-// measurement knob ZOFF_DEBUG_SKIP_DELTA_APPLY=1 really leaves the masters stale (it is not a no-op).
-TEST(DeltaWriteBack, ApplyPrefetchAndSkipKnobs) {
+// The measurement knob ZOFF_DEBUG_SKIP_DELTA_APPLY=1 really leaves the masters stale (it is not a
+// no-op, so timings taken with it measure a step without the host apply).
+TEST(DeltaWriteBack, SkipApplyKnob) {
   const Result ref = run(bf16_config(OptimizerKind::MeZO, 1e-3), 5);
-  for (const char* w : {"0", "1", "4096"}) {
-    const EnvKnob knob("ZOFF_DELTA_APPLY_PREFETCH", w);
-    expect_identical(run(streamed(bf16_config(OptimizerKind::MeZO, 1e-3), WriteBack::Delta, 2), 5), ref,
-                     std::string("prefetch ") + w);
-  }
-  expect_knob_rejected("ZOFF_DELTA_APPLY_PREFETCH", "-1");
-  expect_knob_rejected("ZOFF_DELTA_APPLY_PREFETCH", "9999");
   {
     const EnvKnob knob("ZOFF_DEBUG_SKIP_DELTA_APPLY", "1");
     const Result skipped = run(streamed(bf16_config(OptimizerKind::MeZO, 1e-3), WriteBack::Delta, 2), 5);
