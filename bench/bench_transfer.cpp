@@ -158,6 +158,8 @@ void bm_spread(benchmark::State& st) {
 // write of each line), as the delta apply does to the masters beside the step's uploads. h2d_GBps
 // is the upload rate under that load, host_GBps the host memory traffic (read + write) the
 // threads made meanwhile. Question it answers: does host memory traffic slow the DMA reads?
+// Measured on the H200 host (session 8, docs/results.md): yes, steeply past ~50 GB/s of host
+// traffic (H2D 55.2 / 54.9 / 52.7 / 45.5 GB/s at 2 / 4 / 8 / 15 threads).
 void bm_loaded(benchmark::State& st) {
   const int nthreads = int(st.range(0));
   const size_t piece = size_t(1) << 30, load_bytes = size_t(4) << 30;
@@ -216,7 +218,8 @@ void bm_loaded(benchmark::State& st) {
 // they are still there); 2 separate: the same applies go to another master while this one uploads
 // (today's traffic pattern: apply and DMA touch different memory); 3: the applies alone.
 // GBps = master bytes per wall second of the whole pipeline. Question it answers: does applying a
-// block just before uploading it take the apply's traffic off the DMA's back?
+// block just before uploading it take the apply's traffic off the DMA's back? Measured on the
+// H200 host (session 8, docs/results.md): no, fused 44 against separate 47 GB/s at best.
 void bm_apply(benchmark::State& st) {
   const size_t chunk = size_t(st.range(0)) << 20, lead = std::max<size_t>(1, (size_t(st.range(1)) << 20) / chunk);
   const int mode = int(st.range(2));
