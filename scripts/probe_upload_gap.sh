@@ -6,7 +6,8 @@
 #    32 GiB spread upload (Note [Spread bench]).
 # 2. bench_step 6.7B and 13B stream-bf16 with the delta apply on all cores, 4 and 2 threads
 #    (ZOFF_DELTA_APPLY_THREADS, Note [Delta buffers]), twice each in alternation.
-# Writes OUT/transfer.txt, OUT/step.txt (one line per run) and OUT/steps.tgz (the JSON).
+# Writes OUT/transfer.txt, OUT/step_ab.txt (one line per run) and OUT/step_ab.tgz (the JSON).
+# Results: docs/results.md, "Session 8 measurements".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:?usage: $0 OUT [transfer|step|all] [ROUNDS]}
@@ -21,25 +22,4 @@ timeout 150 build-gpu/bench/bench_transfer --benchmark_filter='loaded|spread|tra
   | tee "$OUT/transfer.txt" | grep -E '^transfer' || true
 fi
 [ "$PHASE" = transfer ] && exit 0
-J=$(mktemp -d)
-for r in $(seq 1 "$ROUNDS"); do
-  for t in all 4 2; do
-    for s in 6.7b 13b; do
-      f=$J/s_${s}_${t}_$r.json
-      if [ "$t" = all ]; then unset ZOFF_DELTA_APPLY_THREADS; else export ZOFF_DELTA_APPLY_THREADS=$t; fi
-      ZOFF_BENCH_ITERS=4 ZOFF_BENCH_WARMUP=2 ZOFF_BENCH_SIZES=$s ZOFF_BENCH_FILTER='*/mezo/stream-bf16' \
-        timeout 90 build-gpu/bench/bench_step --benchmark_out="$f" --benchmark_out_format=json > /dev/null 2>&1 || true
-      python3 - "$f" "$r $t $s" <<'PY' | tee -a "$OUT/step.txt"
-import json, sys
-try:
-    b = json.load(open(sys.argv[1]))['benchmarks'][0]
-    print(sys.argv[2], 's/step %.4f' % b['s_per_step'], 'bound %.3f' % b['fraction_of_transfer_bound'],
-          'h2d_busy %.3f' % b['h2d_busy'], 'apply_wait_ms %.2f' % b['delta_apply_wait_ms'])
-except Exception as e:
-    print(sys.argv[2], 'failed:', e)
-PY
-    done
-  done
-done
-unset ZOFF_DELTA_APPLY_THREADS
-tar czf "$OUT/steps.tgz" -C "$J" .
+scripts/step_ab.sh "$OUT" "$ROUNDS" 6.7b,13b all t4:ZOFF_DELTA_APPLY_THREADS=4 t2:ZOFF_DELTA_APPLY_THREADS=2
