@@ -210,19 +210,22 @@ void bm_loaded(benchmark::State& st) {
   }
 }
 
-// Note [Fused apply bench]: transfer/h2d/apply/chunk_MiB:C/lead_MiB:L/mode:M streams a 4 GiB
-// bf16-like master through the delta apply (apply_delta_host, codes with ~7% of elements +-1, as
-// a MeZO step leaves them) and an upload, in C MiB chunks, the host at most L MiB ahead of the
-// copies. mode 0: uploads only (the chunking's own cost); 1 fused: each chunk is applied right
+// Note [Fused apply bench]: transfer/h2d/apply/chunk_MiB:C/lead_MiB:L/mode:M/changed_permille:P
+// streams a 4 GiB bf16-like master through the delta apply (apply_delta_host, codes with P per
+// mille of elements +-1: 10 is bench_step's MeZO step on dummy OPT weights at lr 1e-7, ~25% of the
+// master lines touched; 70 touches ~90%) and an upload, in C MiB chunks, the host at most L MiB
+// ahead of the copies. mode 0: uploads only (the chunking's own cost); 1 fused: each chunk is applied right
 // before its upload, so the DMA reads lines the cores just wrote (from the last-level cache if
 // they are still there); 2 separate: the same applies go to another master while this one uploads
 // (today's traffic pattern: apply and DMA touch different memory); 3: the applies alone.
 // GBps = master bytes per wall second of the whole pipeline. Question it answers: does applying a
 // block just before uploading it take the apply's traffic off the DMA's back? Measured on the
-// H200 host (session 8, docs/results.md): no, fused 44 against separate 47 GB/s at best.
+// H200 host (session 8, docs/results.md), at 70 per mille only: no, fused 44 against separate
+// 47 GB/s at best. The 10 per mille cases (bench_step's change rate) are not yet measured.
 void bm_apply(benchmark::State& st) {
   const size_t chunk = size_t(st.range(0)) << 20, lead = std::max<size_t>(1, (size_t(st.range(1)) << 20) / chunk);
   const int mode = int(st.range(2));
+  const uint32_t permille = uint32_t(st.range(3));  // elements changed per 1000 (half up, half down)
   const size_t bytes = size_t(4) << 30, n = bytes / 2, nchunks = bytes / chunk, ce = chunk / 2;
   try {
     HostMem x(bytes, true), codes(n / 4, true);
@@ -234,8 +237,8 @@ void bm_apply(benchmark::State& st) {
       uint32_t byte = 0;
       for (int e = 0; e < 4; ++e) {
         r = r * 6364136223846793005ull + 1442695040888963407ull;
-        const uint32_t u = uint32_t(r >> 40) % 1000;  // 3.5% up, 3.5% down
-        byte |= (u < 35 ? 1u : u < 70 ? 2u : 0u) << (2 * e);
+        const uint32_t u = uint32_t(r >> 40) % 2000;
+        byte |= (u < permille ? 1u : u < 2 * permille ? 2u : 0u) << (2 * e);
       }
       tmpl[j] = uint8_t(byte);
     }
@@ -285,12 +288,13 @@ void register_all() {
       ->Iterations(3)
       ->UseManualTime()
       ->Unit(benchmark::kMillisecond);
-  for (int mode : {0, 1, 2, 3})
-    for (int64_t chunk : {2, 8, 32})
-      for (int64_t lead : {16, 64})
-        benchmark::RegisterBenchmark("transfer/h2d/apply", bm_apply)
-            ->ArgNames({"chunk_MiB", "lead_MiB", "mode"})
-            ->Args({chunk, lead, mode})
+  for (int64_t permille : {10, 70})
+    for (int mode : {0, 1, 2, 3})
+      for (int64_t chunk : {2, 8, 32})
+        for (int64_t lead : {16, 64})
+          benchmark::RegisterBenchmark("transfer/h2d/apply", bm_apply)
+            ->ArgNames({"chunk_MiB", "lead_MiB", "mode", "changed_permille"})
+            ->Args({chunk, lead, mode, permille})
             ->Iterations(3)
             ->UseManualTime()
             ->Unit(benchmark::kMillisecond);
