@@ -13,6 +13,28 @@
 
 namespace zoff {
 
+namespace {
+// The tuning knobs of Note [Delta buffers]: "environment: NAME=value (want ...)" on a bad value.
+// Whether NAME is set to `a` (true) or `b` (false); `dflt` when unset.
+bool env_either(const char* name, const char* a, const char* b, bool dflt) {
+  const char* e = std::getenv(name);
+  if (!e) return dflt;
+  const std::string v = e;
+  ZOFF_CHECK(v == a || v == b, "environment: ", name, "=", v, " (want ", a, " or ", b, ")");
+  return v == a;
+}
+// NAME as an integer in [lo, hi], or `dflt` when unset.
+long env_int(const char* name, long lo, long hi, long dflt) {
+  const char* e = std::getenv(name);
+  if (!e) return dflt;
+  char* end = nullptr;
+  const long v = std::strtol(e, &end, 10);
+  ZOFF_CHECK(end != e && *end == '\0' && v >= lo && v <= hi, "environment: ", name, "=", e, " (want ", lo, " .. ",
+             hi, ")");
+  return v;
+}
+}  // namespace
+
 DeltaBuffers::DeltaBuffers(StreamDevice& dev, BlockStore& store, const std::vector<int>& blocks, int num_slots,
                            int64_t list_divisor, bool pin)
     : store_(store) {
@@ -42,50 +64,26 @@ DeltaBuffers::DeltaBuffers(StreamDevice& dev, BlockStore& store, const std::vect
     m.master = static_cast<uint16_t*>(dev.mapped_pointer(store.data(b)));
   }
   counters_ = at::zeros({2 * num_slots}, at::TensorOptions().dtype(at::kLong).device(dev.device()));
-  if (const char* e = std::getenv("ZOFF_DELTA_CODES")) {
-    const std::string v = e;
-    ZOFF_CHECK(v == "staged" || v == "mapped", "environment: ZOFF_DELTA_CODES=", v, " (want staged or mapped)");
-    staged_ = v == "staged";
-  }
+  staged_ = env_either("ZOFF_DELTA_CODES", "staged", "mapped", staged_);
   if (staged_) {
     for (int b : blocks) slot_stride_ = std::max<int64_t>(slot_stride_, (store.numel(b) + 3) / 4);
     slot_stride_ = (slot_stride_ + 255) / 256 * 256;  // each slot's codes 256-byte aligned
     slot_codes_ = at::zeros({int64_t(num_slots) * slot_stride_}, at::TensorOptions().dtype(at::kByte).device(dev.device()));
     sparse_lanes_ = 32;  // device memory: a zero code needs no store at all after prepare_slot
   }
-  if (const char* e = std::getenv("ZOFF_DELTA_LIST")) {
-    const std::string v = e;
-    ZOFF_CHECK(v == "staged" || v == "mapped", "environment: ZOFF_DELTA_LIST=", v, " (want staged or mapped)");
-    list_staged_ = v == "staged";
-  }
+  list_staged_ = env_either("ZOFF_DELTA_LIST", "staged", "mapped", list_staged_);
   if (list_staged_) {  // Note [Staged exception list]
     for (int b : blocks) list_stride_ = std::max(list_stride_, cap_[size_t(b)]);
     list_stride_ = (list_stride_ + 31) / 32 * 32;  // 256-byte aligned slots
     slot_lists_ = at::empty({int64_t(num_slots) * list_stride_ * int64_t(sizeof(k::DeltaEntry))},
                             at::TensorOptions().dtype(at::kByte).device(dev.device()));
   }
-  if (const char* e = std::getenv("ZOFF_DELTA_APPLY_THREADS")) {
-    char* end = nullptr;
-    const long v = std::strtol(e, &end, 10);
-    ZOFF_CHECK(end != e && *end == '\0' && v >= 1 && v <= 1024,
-               "environment: ZOFF_DELTA_APPLY_THREADS=", e, " (want 1 .. 1024)");
-    arena_ = std::make_unique<tbb::task_arena>(int(v));
-  }
-  if (const char* e = std::getenv("ZOFF_DEBUG_SKIP_DELTA_APPLY")) {
-    const std::string v = e;
-    ZOFF_CHECK(v == "0" || v == "1", "environment: ZOFF_DEBUG_SKIP_DELTA_APPLY=", v, " (want 0 or 1)");
-    skip_apply_ = v == "1";
-    if (skip_apply_)
-      log::warn("ZOFF_DEBUG_SKIP_DELTA_APPLY=1: streamed blocks' updates are NOT applied to the host masters; "
-                "the training is wrong, use it only to time the step without the host apply");
-  }
-  if (const char* e = std::getenv("ZOFF_DELTA_SPARSE_LANES")) {
-    char* end = nullptr;
-    const long v = std::strtol(e, &end, 10);
-    ZOFF_CHECK(end != e && *end == '\0' && v >= -1 && v <= 32,
-               "environment: ZOFF_DELTA_SPARSE_LANES=", e, " (want -1 .. 32)");
-    sparse_lanes_ = int(v);
-  }
+  if (const long t = env_int("ZOFF_DELTA_APPLY_THREADS", 1, 1024, 0)) arena_ = std::make_unique<tbb::task_arena>(int(t));
+  skip_apply_ = env_either("ZOFF_DEBUG_SKIP_DELTA_APPLY", "1", "0", false);
+  if (skip_apply_)
+    log::warn("ZOFF_DEBUG_SKIP_DELTA_APPLY=1: streamed blocks' updates are NOT applied to the host masters; "
+              "the training is wrong, use it only to time the step without the host apply");
+  sparse_lanes_ = int(env_int("ZOFF_DELTA_SPARSE_LANES", -1, 32, sparse_lanes_));
   note_offload_allocation();
 }
 

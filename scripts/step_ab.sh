@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Same-run A/B of bench_step stream-bf16 MeZO under environment knobs (issue 7; docs/results.md).
 #   scripts/step_ab.sh OUT ROUNDS SIZES CONFIG...    (after gpu_build.sh built build-gpu/bench/bench_step)
-#   CONFIG = label or label:VAR=value,VAR=value    e.g. base noprefetch:ZOFF_DELTA_APPLY_PREFETCH=0
+#   CONFIG = label or label:VAR=value,VAR=value    e.g. base skip:ZOFF_DEBUG_SKIP_DELTA_APPLY=1
 # Configs alternate within each round (ABAB..., Note [Same-run comparisons] in docs/results.md).
 # Writes OUT/step_ab.txt (one line per run) and OUT/step_ab.tgz (the JSON).
 set -euo pipefail
