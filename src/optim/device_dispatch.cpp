@@ -32,6 +32,14 @@ void dispatch_zo_update(const k::UpdateArgs& a, const at::Device& device) {
   ZOFF_FAIL("zo_update: unsupported device ", device.str());
 }
 
+void dispatch_zo_update_fp8(const k::Fp8UpdateArgs& a, const at::Device& device) {
+  if (device.is_cpu()) return k::ref::zo_update_fp8(a);
+#ifdef ZOFF_WITH_CUDA
+  if (device.is_cuda()) return cuda_zo_update_fp8(a);
+#endif
+  ZOFF_FAIL("zo_update_fp8: unsupported device ", device.str());
+}
+
 void dispatch_fill_z(float* out, int64_t n, uint64_t pid, uint64_t seed, k::Dist d,
                      const at::Device& device) {
   if (device.is_cpu()) return k::fill_z_host(out, n, pid, seed, d);

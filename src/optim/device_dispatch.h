@@ -3,6 +3,7 @@
 
 #include <ATen/ATen.h>
 
+#include "kernels/fp8_site.h"
 #include "kernels/lowrank.h"
 #include "kernels/zo_kernels.h"
 
@@ -12,6 +13,8 @@ k::Elem elem_of(at::ScalarType t);  // F32, F16, BF16 (kByte = packed fp8); Erro
 
 void dispatch_zo_perturb(const k::PerturbArgs& a, const at::Device& device);
 void dispatch_zo_update(const k::UpdateArgs& a, const at::Device& device);
+// Note [fp8 at the GPU site] (kernels/fp8_site.h): the reference on the CPU.
+void dispatch_zo_update_fp8(const k::Fp8UpdateArgs& a, const at::Device& device);
 void dispatch_fill_z(float* out, int64_t n, uint64_t pid, uint64_t seed, k::Dist d,
                      const at::Device& device);
 // Note [Counted copy] (kernels/delta.h): the first min(*count, cap) elements; count in device
@@ -29,6 +32,7 @@ void dispatch_lowrank_update(const k::LowRankArgs& a, const at::Device& device);
 // Implemented in src/optim/cuda/ (only in CUDA builds).
 void cuda_zo_perturb(const k::PerturbArgs& a);
 void cuda_zo_update(const k::UpdateArgs& a);
+void cuda_zo_update_fp8(const k::Fp8UpdateArgs& a);
 void cuda_fill_z(float* out, int64_t n, uint64_t pid, uint64_t seed, k::Dist d);
 void cuda_lowrank_update_sr(const k::LowRankArgs& a);
 void cuda_lowrank_update(const k::LowRankArgs& a);

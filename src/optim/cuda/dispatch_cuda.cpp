@@ -10,6 +10,7 @@ static cudaStream_t current() { return c10::cuda::getCurrentCUDAStream().stream(
 
 void cuda_zo_perturb(const k::PerturbArgs& a) { k::zo_perturb(a, current()); }
 void cuda_zo_update(const k::UpdateArgs& a) { k::zo_update(a, current()); }
+void cuda_zo_update_fp8(const k::Fp8UpdateArgs& a) { k::zo_update_fp8(a, current()); }
 void cuda_fill_z(float* out, int64_t n, uint64_t pid, uint64_t seed, k::Dist d) {
   k::fill_z(out, n, pid, seed, d, current());
 }

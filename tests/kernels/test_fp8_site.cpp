@@ -1,0 +1,283 @@
+// fp8 at the GPU site on the CPU: exponent-exact packing, the update's decisions, and update + apply against zo_update.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "kernels/fp8_site.h"
+#include "kernels/ref/scalar.h"
+#include "kernels/zo_kernels.h"
+#include "zoff/error.h"
+
+namespace zoff::k {
+namespace {
+
+uint16_t bf16(float f) { return f32_to_bf16_bits_rne(f); }
+float f(uint16_t h) { return bf16_bits_to_f32(h); }
+
+TEST(Fp8Site, ExactPackKeepsTheBinade) {
+  std::mt19937 rng(1);
+  std::uniform_real_distribution<float> mant(1.0f, 2.0f);
+  std::uniform_int_distribution<int> ex(-12, 8);
+  int rounded_down = 0;
+  for (int it = 0; it < 200000; ++it) {
+    const float v = std::ldexp(mant(rng), ex(rng)) * (it % 2 ? -1.0f : 1.0f);
+    if (std::fabs(v) >= 512.0f) continue;
+    const uint8_t q = e4m3_exact_bits(v);
+    const float d = e4m3_bits_to_f32(q);
+    ASSERT_EQ(std::signbit(d), std::signbit(v)) << v;
+    if (std::fabs(v) >= 0.015625f) {  // normal: same binade, error <= 2^-4 relative
+      int ev, ed;
+      std::frexp(v, &ev);
+      std::frexp(d, &ed);
+      ASSERT_EQ(ev, ed) << "v " << v << " q " << int(q);
+      // 2^-4 relative up to 448 (what packing produces); above, only the saturated top binade
+      ASSERT_LE(std::fabs(d - v), std::ldexp(std::fabs(v), std::fabs(v) <= 448.0f ? -4 : -3) * 1.0001f) << v;
+      if (q != f32_to_e4m3_bits_rne(v)) {
+        ++rounded_down;  // only where round-to-nearest would leave the binade (or saturate)
+        const uint8_t rne = f32_to_e4m3_bits_rne(v);
+        ASSERT_TRUE(((rne >> 3) & 15) != ((q >> 3) & 15) || std::fabs(v) > 448.0f) << v;
+      }
+    } else {
+      ASSERT_EQ((q >> 3) & 15, 0) << "a subnormal-range value must stay subnormal: " << v;
+    }
+  }
+  EXPECT_GT(rounded_down, 0);
+  EXPECT_EQ(e4m3_exact_bits(600.0f) & 0x7F, 0x7F);
+  EXPECT_EQ(e4m3_exact_bits(-511.0f), 0xFE);  // 448, top binade keeps mantissa 110
+  // Scales: powers of two with amax / scale in (224, 448].
+  for (float amax : {1e-3f, 0.02f, 0.5f, 448.0f, 449.0f, 3.0e5f}) {
+    const int k = fp8_exact_scale_exp(amax);
+    EXPECT_LE(std::ldexp(double(amax), -k), 448.0);
+    EXPECT_GT(std::ldexp(double(amax), -k), 224.0);
+  }
+}
+
+// Every decision the GPU makes is the one stochastic rounding makes with theta in hand.
+TEST(Fp8Site, CodesAgreeWithStochasticRounding) {
+  std::mt19937 rng(2);
+  std::uniform_int_distribution<uint32_t> u16(0, 65535), mbits(0, 127), bias(110, 128);
+  std::uniform_int_distribution<int> qexp(-6, 8);
+  std::uniform_real_distribution<float> lg(-6.0f, 0.3f);
+  int64_t decided = 0, exceptions = 0, changed = 0;
+  for (int it = 0; it < 2000000; ++it) {
+    // theta: random sign and exponent; mantissa often 0 or 127 (the binade edges)
+    const uint32_t m = it % 5 == 0 ? 0u : it % 7 == 0 ? 127u : mbits(rng);
+    const uint16_t th = uint16_t(((it & 1) << 15) | (bias(rng) << 7) | m);
+    const float ulp = std::ldexp(1.0f, int((th >> 7) & 0xFF) - 127 - 7);
+    const float acc = (it % 3 ? 1.0f : -1.0f) * ulp * std::pow(10.0f, lg(rng));
+    const int k = int((th >> 7) & 0xFF) - 127 - qexp(rng);  // scale 2^k: theta / 2^k normal in e4m3
+    const uint8_t q = e4m3_exact_bits(f(th) * std::ldexp(1.0f, -k));
+    const uint32_t r16 = u16(rng);
+    const uint32_t c = fp8_site_code(q, k, acc, r16);
+    const uint16_t want = f32_to_bf16_bits_sr(f(th) + acc, r16);
+    if (c == kDeltaException) {
+      ++exceptions;
+      continue;
+    }
+    ++decided;
+    changed += want != th;
+    ASSERT_EQ(c, delta_code(th, want)) << "theta " << std::hex << th << std::dec << " acc " << acc << " k " << k
+                                       << " r16 " << r16;
+  }
+  EXPECT_GT(changed, decided / 20);
+  EXPECT_LT(exceptions, decided / 5) << "the GPU should decide most elements";
+}
+
+struct Param {
+  int64_t offset, rows, cols;
+  uint64_t pid;
+  int64_t numel() const { return rows * cols; }
+};
+
+// A block of parameters at 8-aligned offsets with padding runs, as the offload engine lays them out.
+struct Block {
+  std::vector<Param> params;
+  int64_t n = 0;
+  std::vector<int64_t> row_start;
+  std::vector<int64_t> param_row0;
+  Block() {
+    const int64_t shapes[][2] = {{7, 13}, {1, 33}, {64, 48}, {1, 1}, {5, 96}, {1, 4097}};
+    uint64_t pid = 11;
+    for (auto& s : shapes) {
+      if (n > 0 && n % 8) {  // padding run: a row of its own
+        row_start.push_back(n);
+        n = (n + 7) / 8 * 8;
+      }
+      params.push_back({n, s[0], s[1], pid++});
+      param_row0.push_back(int64_t(row_start.size()));
+      for (int64_t r = 0; r < s[0]; ++r) row_start.push_back(n + r * s[1]);
+      n += s[0] * s[1];
+    }
+    row_start.push_back(n);
+  }
+  int64_t rows() const { return int64_t(row_start.size()) - 1; }
+};
+
+void pack_block(const Block& b, const std::vector<uint16_t>& master, std::vector<uint8_t>& q, std::vector<float>& sc) {
+  q.assign(size_t(b.n), 0);
+  sc.assign(size_t(b.rows()), 1.0f);
+  for (int64_t r = 0; r < b.rows(); ++r)
+    ref::pack_fp8_exact(master.data() + b.row_start[size_t(r)], 1, b.row_start[size_t(r) + 1] - b.row_start[size_t(r)],
+                        q.data() + b.row_start[size_t(r)], sc.data() + r);
+}
+
+void check_copy(const Block& b, const std::vector<uint16_t>& master, const std::vector<uint8_t>& q,
+                const std::vector<float>& sc) {
+  for (int64_t r = 0; r < b.rows(); ++r) {
+    const float s = sc[size_t(r)];
+    ASSERT_EQ(f32_bits(s) & 0x807FFFFFu, 0u) << "row scale must be a power of two";
+    for (int64_t i = b.row_start[size_t(r)]; i < b.row_start[size_t(r) + 1]; ++i)
+      ASSERT_EQ(q[size_t(i)], e4m3_exact_bits(f(master[size_t(i)]) / s)) << "element " << i;
+  }
+}
+
+struct Case {
+  Dist dist;
+  int nterms;
+  float lr;          // coefficient scale
+  int64_t capacity;  // list entries (0: everything recomputed)
+};
+
+void run_case(const Case& cs) {
+  Block b;
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd(0.0f, 0.02f);
+  std::vector<uint16_t> master(size_t(b.n), 0);
+  for (const Param& p : b.params)
+    for (int64_t i = 0; i < p.numel(); ++i) {
+      float v = nd(rng);
+      if (i % 97 == 5) v = 0.0f;
+      if (i % 89 == 3) v *= 1e-5f;  // subnormal in fp8
+      master[size_t(p.offset + i)] = bf16(v);
+    }
+  std::vector<uint8_t> q;
+  std::vector<float> sc;
+  pack_block(b, master, q, sc);
+  const std::vector<uint8_t> q0 = q;
+  std::vector<ZTerm> terms;
+  for (int t = 0; t < cs.nterms; ++t) terms.push_back(ZTerm{1000u + uint64_t(t), cs.lr * (t % 2 ? -0.7f : 1.0f)});
+  const uint64_t sr_seed = 0x5151;
+  std::vector<uint8_t> codes(size_t((b.n + 3) / 4 + 8), 0);
+  std::vector<Fp8Entry> list(size_t(std::max<int64_t>(cs.capacity, 1)));
+  unsigned long long count = 0;
+  std::vector<uint16_t> w(size_t(b.n), 0);
+  std::vector<Fp8RecomputeParam> rp;
+  for (size_t pi = 0; pi < b.params.size(); ++pi) {
+    const Param& p = b.params[pi];
+    Fp8UpdateArgs a{};
+    a.q = q.data() + p.offset;
+    a.row_scales = sc.data() + b.param_row0[pi];
+    a.row_len = p.cols;
+    a.w = w.data() + p.offset;
+    a.w_elem = Elem::BF16;
+    a.n = p.numel();
+    a.pid = p.pid;
+    a.dist = cs.dist;
+    a.terms = terms.data();
+    a.nterms = cs.nterms;
+    a.sr_seed = sr_seed;
+    a.delta = Fp8DeltaOut{codes.data() + p.offset / 4, list.data(), cs.capacity, &count, p.offset};
+    ref::zo_update_fp8(a);
+    rp.push_back({p.offset, p.numel(), p.pid});
+  }
+  // Expected: zo_update on the bf16 master itself.
+  std::vector<uint16_t> want = master;
+  for (const Param& p : b.params) {
+    UpdateArgs u{};
+    u.theta = want.data() + p.offset;
+    u.elem = Elem::BF16;
+    u.n = p.numel();
+    u.pid = p.pid;
+    u.dist = cs.dist;
+    u.terms = terms.data();
+    u.nterms = cs.nterms;
+    u.decay = 0.0f;
+    u.sr_seed = sr_seed;
+    ref::zo_update(u);
+  }
+  // w = dequant(q) + acc, element by element for a sample.
+  for (const Param& p : b.params)
+    for (int64_t i = 0; i < p.numel(); i += 37) {
+      float acc = -0.0f;
+      for (auto& t : terms) {
+        const float z = cs.dist == Dist::Gaussian ? gaussian_at(t.seed, p.pid, uint64_t(i)) : rademacher_at(t.seed, p.pid, uint64_t(i));
+        acc = add_rn(acc, mul_rn(t.coeff, z));
+      }
+      int64_t row = 0;
+      while (b.row_start[size_t(row) + 1] <= p.offset + i) ++row;
+      const float dq = mul_rn(e4m3_bits_to_f32(q0[size_t(p.offset + i)]), sc[size_t(row)]);
+      ASSERT_EQ(w[size_t(p.offset + i)], f32_to_bf16_bits_rne(add_rn(dq, acc))) << "w at " << p.offset + i;
+    }
+  const Fp8Recompute rec{rp.data(), int(rp.size()), cs.dist, terms.data(), cs.nterms, sr_seed};
+  ApplyFp8DeltaArgs ap{};
+  ap.master = master.data();
+  ap.codes = codes.data();
+  ap.n = b.n;
+  ap.list = list.data();
+  ap.count = int64_t(count);
+  ap.capacity = cs.capacity;
+  ap.recompute = &rec;
+  ap.copy = Fp8Copy{q.data(), sc.data(), b.row_start.data(), b.rows()};
+  const ApplyFp8Result res = apply_fp8_delta_host(ap);
+  int64_t changed = 0;
+  for (int64_t i = 0; i < b.n; ++i) {
+    ASSERT_EQ(master[size_t(i)], want[size_t(i)]) << "element " << i << " (" << res.exceptions << " exceptions)";
+    changed += codes[size_t(i / 4)] >> (2 * (i % 4)) & 3 ? 1 : 0;
+  }
+  EXPECT_GT(res.exceptions, 0) << "the case should exercise exceptions";
+  EXPECT_GT(changed, b.n / 200);
+  if (cs.capacity == 0) {
+    EXPECT_EQ(res.recomputed, res.exceptions);
+  }
+  check_copy(b, master, q, sc);
+  int64_t qchanged = 0;
+  for (int64_t i = 0; i < b.n; ++i) qchanged += q[size_t(i)] != q0[size_t(i)];
+  EXPECT_GT(qchanged, 0);
+}
+
+TEST(Fp8Site, UpdateThenApplyEqualsZoUpdateGaussian) { run_case({Dist::Gaussian, 1, 2e-6f, 1 << 16}); }
+TEST(Fp8Site, UpdateThenApplyEqualsZoUpdateThreeTerms) { run_case({Dist::Gaussian, 3, 1e-5f, 1 << 16}); }
+TEST(Fp8Site, UpdateThenApplyEqualsZoUpdateRademacher) { run_case({Dist::Rademacher, 2, 5e-6f, 1 << 16}); }
+TEST(Fp8Site, ListOverflowRecomputesFromSeeds) { run_case({Dist::Gaussian, 1, 2e-6f, 0}); }
+TEST(Fp8Site, PartialListOverflowRecomputes) { run_case({Dist::Gaussian, 1, 2e-6f, 3}); }
+
+// An element that outgrows its row's range gets the row a new scale and a fresh pack.
+TEST(Fp8Site, OutgrownRowIsRescaled) {
+  Block b;
+  std::vector<uint16_t> master(size_t(b.n), 0);
+  for (int64_t i = 0; i < b.n; ++i) master[size_t(i)] = bf16(0.01f * float((i % 13) - 6));
+  std::vector<uint8_t> q;
+  std::vector<float> sc;
+  pack_block(b, master, q, sc);
+  const int64_t r = 3, i = b.row_start[size_t(r)] + 1;
+  std::vector<uint8_t> codes(size_t((b.n + 3) / 4), 0);
+  codes[size_t(i / 4)] = uint8_t(kDeltaException << (2 * (i % 4)));
+  const float old_scale = sc[size_t(r)];
+  std::vector<Fp8Entry> list{Fp8Entry{uint32_t(i), 0u, std::copysign(600.0f, f(master[size_t(i)])) * old_scale, 0u}};
+  ApplyFp8DeltaArgs ap{};
+  ap.master = master.data();
+  ap.codes = codes.data();
+  ap.n = b.n;
+  ap.list = list.data();
+  ap.count = 1;
+  ap.capacity = 1;
+  ap.copy = Fp8Copy{q.data(), sc.data(), b.row_start.data(), b.rows()};
+  const uint16_t before = master[size_t(i)];
+  const ApplyFp8Result res = apply_fp8_delta_host(ap);
+  EXPECT_NE(master[size_t(i)], before);
+  EXPECT_EQ(res.rescaled_rows, 1);
+  EXPECT_GT(sc[size_t(r)], old_scale);
+  check_copy(b, master, q, sc);
+  // A list entry naming an element without code 3 is refused.
+  codes.assign(codes.size(), 0);
+  EXPECT_THROW(apply_fp8_delta_host(ap), Error);
+  // Overflow without recompute information is refused.
+  ap.count = 2;
+  EXPECT_THROW(apply_fp8_delta_host(ap), Error);
+}
+
+}  // namespace
+}  // namespace zoff::k
