@@ -267,7 +267,7 @@ int main(int argc, char** argv) {
     if (zoff::register_cases(o) == 0) {
       std::fprintf(stderr, "bench_step: no case matches ZOFF_BENCH_FILTER (cases are size/optimizer/policy, e.g. "
                            "opt-13b/mezo/stream-bf16; optimizers mezo fzoo8 subzero svrg; policies all-resident "
-                           "stream-bf16 stream-deferred stream-fp8 budget)\n");
+                           "stream-bf16 stream-deferred stream-fp8 stream-fp8-cpu budget)\n");
       return 2;
     }
   } catch (const std::exception& e) {

@@ -40,8 +40,8 @@ inline const OptDef kOpts[] = {{"mezo", OptimizerKind::MeZO},
                                {"fzoo8", OptimizerKind::FZOO},
                                {"subzero", OptimizerKind::SubZero},
                                {"svrg", OptimizerKind::SVRG}};
-inline const char* const kPolicies[] = {"all-resident", "stream-bf16",    "stream-bf16-dense",
-                                        "stream-deferred", "stream-fp8", "budget"};
+inline const char* const kPolicies[] = {"all-resident",    "stream-bf16", "stream-bf16-dense",
+                                        "stream-deferred", "stream-fp8",  "stream-fp8-cpu", "budget"};
 
 struct Options {
   std::string device;  // "cpu" | "cuda"
@@ -135,6 +135,9 @@ inline ModelSpec make_spec(const SizeDef& s) {
 // The policies of the bench (docs/bench.md): all bf16 master and compute. stream-bf16 writes
 // blocks back as deltas (Note [Delta write-back]), stream-bf16-dense whole; stream-deferred is
 // stream-bf16 at the deferred update site (Note [Deferred update site]: no write-back).
+// stream-fp8 moves fp8 copies and updates at the GPU site (Note [fp8 at the GPU site]; SubZero,
+// whose low-rank updates the GPU cannot decide from fp8, falls back to the CPU site there);
+// stream-fp8-cpu is the same transfer with the host applying every update.
 inline OffloadPolicy make_policy(const std::string& name) {
   OffloadPolicy p;
   p.name = name;
@@ -152,7 +155,9 @@ inline OffloadPolicy make_policy(const std::string& name) {
     p.update_site = UpdateSite::Deferred;
   } else if (name == "stream-fp8") {
     p.transfer = TransferFormat::FP8;
-    p.update_site = UpdateSite::Cpu;  // Note [Lossy transfers need the CPU update site]
+  } else if (name == "stream-fp8-cpu") {
+    p.transfer = TransferFormat::FP8;
+    p.update_site = UpdateSite::Cpu;
   } else if (name == "budget") {
     p.resident_blocks = -1;
     p.gpu_memory_budget = parse_byte_size("12GiB", "bench_step policy budget");
@@ -167,6 +172,7 @@ inline RunConfig make_config(const Options& o, const SizeDef& s, const OptDef& o
   c.model.spec = make_spec(s);
   c.policy = make_policy(policy);
   c.optimizer.kind = od.kind;
+  if (policy == "stream-fp8" && od.kind == OptimizerKind::SubZero) c.policy.update_site = UpdateSite::Cpu;
   c.optimizer.lr = 1e-7;
   c.optimizer.eps = 1e-3;
   c.optimizer.fzoo_n = 8;

@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <vector>
 
 #include "kernels/delta.h"
 #include "kernels/ref/scalar.h"
@@ -150,6 +151,17 @@ struct Fp8Recompute {
   const ZTerm* terms;
   int nterms;
   uint64_t sr_seed;
+};
+
+// The same, owning its arrays: what the offload engine keeps per block until the apply.
+struct Fp8RecomputeRecipe {
+  std::vector<Fp8RecomputeParam> params;
+  std::vector<ZTerm> terms;
+  Dist dist = Dist::Gaussian;
+  uint64_t sr_seed = 0;
+  Fp8Recompute view() const {
+    return Fp8Recompute{params.data(), int(params.size()), dist, terms.data(), int(terms.size()), sr_seed};
+  }
 };
 
 // The block's fp8 copy as the host apply keeps it current: row r covers the elements

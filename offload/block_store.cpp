@@ -3,6 +3,7 @@
 
 #include <string>
 
+#include "kernels/fp8_site.h"
 #include "kernels/host/zo_host.h"
 #include "kernels/zo_kernels.h"
 #include "offload/aten_dtype.h"
@@ -15,19 +16,31 @@ BlockStoreOptions block_store_options(const OffloadPolicy& p) {
   o.storage_dtype = p.storage_dtype;
   o.transfer = p.transfer;
   o.pin_memory = p.pin_memory;
+  o.fp8_exact = p.offload && p.transfer == TransferFormat::FP8 && p.update_site == UpdateSite::Gpu;
   return o;
 }
 
 BlockStore::BlockStore(std::vector<BlockDesc> blocks, BlockStoreOptions opts)
     : blocks_(std::move(blocks)), opts_(opts) {
   ZOFF_CHECK(!blocks_.empty(), "BlockStore: no blocks");
+  ZOFF_CHECK(!opts_.fp8_exact || (opts_.transfer == TransferFormat::FP8 && opts_.storage_dtype == DType::BF16),
+             "BlockStore: exponent-exact fp8 copies need fp8 transfers of bf16 masters");
   const int n = num_blocks();
+  row_starts_.resize(size_t(n));
   layouts_.reserve(size_t(n));
   bool copies = false;
   for (int b = 0; b < n; ++b) {
     check_block_desc(blocks_[size_t(b)], b);
     layouts_.push_back(transfer_layout(blocks_[size_t(b)], opts_.storage_dtype, opts_.transfer));
     copies = layouts_.back().separate_copy;
+    if (layouts_.back().dtype == DType::F8_E4M3) {
+      const BlockDesc& d = blocks_[size_t(b)];
+      std::vector<int64_t>& rs = row_starts_[size_t(b)];
+      int64_t off = 0;
+      for (const RowSegment& s : d.segments.empty() ? std::vector<RowSegment>{{1, d.numel}} : d.segments)
+        for (int64_t r = 0; r < s.rows; ++r, off += s.cols) rs.push_back(off);
+      rs.push_back(off);
+    }
   }
   // Note [Host memory check]: anonymous pages are only claimed when touched, so a store larger than
   // the machine would not fail in mmap but be killed by the OOM killer halfway through setup.
@@ -125,6 +138,13 @@ void BlockStore::refresh_transfer_copy(int b) {
   const std::vector<RowSegment>& segs = d.segments.empty() ? (one = {{1, d.numel}}) : d.segments;
   int64_t off = 0, row = 0;
   for (const RowSegment& s : segs) {
+    if (opts_.fp8_exact) {
+      k::ref::pack_fp8_exact(static_cast<const uint16_t*>(static_cast<const void*>(src)) + off, s.rows, s.cols, dst + off,
+                             scales + row);
+      off += s.rows * s.cols;
+      row += s.rows;
+      continue;
+    }
     k::PackFp8Args a{};
     a.src = src + off * esize;
     a.src_elem = src_elem;

@@ -15,6 +15,9 @@ struct BlockStoreOptions {
   DType storage_dtype = DType::F32;  // F32, BF16 or F16
   TransferFormat transfer = TransferFormat::Same;
   bool pin_memory = true;  // cudaHostAlloc in CUDA builds; pageable fallback warns
+  // fp8 transfers packed exponent-exactly (power-of-two row scales; Note [fp8 at the GPU site] in
+  // kernels/fp8_site.h): what the GPU update site needs to update bf16 masters from fp8 copies.
+  bool fp8_exact = false;
 };
 BlockStoreOptions block_store_options(const OffloadPolicy& p);
 
@@ -56,6 +59,9 @@ class BlockStore {
   float* transfer_scales(int b) const;
   // Re-derives block b's transfer copy from its master (no-op without a transfer copy).
   void refresh_transfer_copy(int b);
+  bool fp8_exact() const { return opts_.fp8_exact; }
+  // fp8 transfers: where each row of block b starts (rows + 1 entries, the last numel(b)).
+  const std::vector<int64_t>& row_starts(int b) const { return row_starts_[size_t(check(b))]; }
 
   bool all_pinned() const;
   int64_t host_bytes() const;  // masters + transfer copies
@@ -70,6 +76,7 @@ class BlockStore {
   std::vector<HostBuffer> copies_;  // empty when blocks travel in the storage dtype
   std::vector<at::Tensor> master_views_;
   std::vector<at::Tensor> transfer_views_;
+  std::vector<std::vector<int64_t>> row_starts_;  // per block; fp8 transfers only
   int64_t allocations_ = 0;
 };
 

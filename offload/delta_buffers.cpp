@@ -39,8 +39,11 @@ DeltaBuffers::DeltaBuffers(StreamDevice& dev, BlockStore& store, const std::vect
                            int64_t list_divisor, bool pin)
     : store_(store) {
   const int B = store.num_blocks();
-  ZOFF_CHECK(store.storage_dtype() != DType::F32 && !store.has_transfer_copy(),
-             "delta write-back needs 16-bit masters that travel as they are stored");
+  fp8_ = store.fp8_exact();
+  ZOFF_CHECK(store.storage_dtype() != DType::F32 && (!store.has_transfer_copy() || fp8_),
+             "delta write-back needs 16-bit masters that travel as they are stored, or exponent-exact fp8 copies");
+  if (fp8_) recipes_.resize(size_t(store.num_blocks()));
+  const size_t es = size_t(entry_bytes());
   ZOFF_CHECK(list_divisor >= 1 && num_slots >= 1, "DeltaBuffers: list_divisor ", list_divisor, ", slots ", num_slots);
   cap_.assign(size_t(B), 0);
   index_.assign(size_t(B), -1);
@@ -51,16 +54,18 @@ DeltaBuffers::DeltaBuffers(StreamDevice& dev, BlockStore& store, const std::vect
     ZOFF_CHECK(b >= 0 && b < B && index_[size_t(b)] < 0, "DeltaBuffers: bad or repeated block ", b);
     const int64_t n = store.numel(b);
     ZOFF_CHECK(n < int64_t(0xFFFFFFFFll), "delta write-back: block ", b, " has ", n, " elements (list indices are 32-bit)");
-    const int64_t cap = std::max<int64_t>(1, (n + list_divisor - 1) / list_divisor);
+    // fp8 entries are twice the size and far rarer (Note [fp8 at the GPU site]): a quarter of the list.
+    const int64_t div = fp8_ ? 4 * list_divisor : list_divisor;
+    const int64_t cap = std::max<int64_t>(1, (n + div - 1) / div);
     const std::string name = "block " + std::to_string(b);
     index_[size_t(b)] = int(codes_.size());
     codes_.emplace_back(size_t((n + 3) / 4), pin, (name + " delta codes").c_str());
-    lists_.emplace_back(size_t(cap) * sizeof(k::DeltaEntry), pin, (name + " delta list").c_str());
+    lists_.emplace_back(size_t(cap) * es, pin, (name + " delta list").c_str());
     cap_[size_t(b)] = cap;
     host_bytes_ += int64_t(codes_.back().bytes() + lists_.back().bytes());
     Mapped& m = mapped_[size_t(b)];
     m.codes = static_cast<uint8_t*>(dev.mapped_pointer(codes_.back().data()));
-    m.list = static_cast<k::DeltaEntry*>(dev.mapped_pointer(lists_.back().data()));
+    m.list = dev.mapped_pointer(lists_.back().data());
     m.master = static_cast<uint16_t*>(dev.mapped_pointer(store.data(b)));
   }
   counters_ = at::zeros({2 * num_slots}, at::TensorOptions().dtype(at::kLong).device(dev.device()));
@@ -75,7 +80,7 @@ DeltaBuffers::DeltaBuffers(StreamDevice& dev, BlockStore& store, const std::vect
   if (list_staged_) {  // Note [Staged exception list]
     for (int b : blocks) list_stride_ = std::max(list_stride_, cap_[size_t(b)]);
     list_stride_ = (list_stride_ + 31) / 32 * 32;  // 256-byte aligned slots
-    slot_lists_ = at::empty({int64_t(num_slots) * list_stride_ * int64_t(sizeof(k::DeltaEntry))},
+    slot_lists_ = at::empty({int64_t(num_slots) * list_stride_ * entry_bytes()},
                             at::TensorOptions().dtype(at::kByte).device(dev.device()));
   }
   if (const long t = env_int("ZOFF_DELTA_APPLY_THREADS", 1, 1024, 0)) arena_ = std::make_unique<tbb::task_arena>(int(t));
@@ -90,11 +95,12 @@ DeltaBuffers::DeltaBuffers(StreamDevice& dev, BlockStore& store, const std::vect
 k::DeltaOut DeltaBuffers::out(int b, int k) const {
   ZOFF_CHECK(b >= 0 && b < int(index_.size()) && index_[size_t(b)] >= 0, "DeltaBuffers: block ", b, " has no buffers");
   ZOFF_CHECK(k >= 0 && 2 * k < counters_.numel(), "DeltaBuffers: slot ", k);
+  ZOFF_CHECK(!fp8_, "DeltaBuffers: fp8 mode hands out Fp8DeltaOut (out_fp8)");
   const Mapped& m = mapped_[size_t(b)];
   k::DeltaOut d{};
   d.codes = staged_ ? slot_codes_.data_ptr<uint8_t>() + int64_t(k) * slot_stride_ : m.codes;
   d.list = list_staged_ ? reinterpret_cast<k::DeltaEntry*>(slot_lists_.data_ptr<uint8_t>()) + int64_t(k) * list_stride_
-                       : m.list;
+                       : static_cast<k::DeltaEntry*>(m.list);
   d.capacity = cap_[size_t(b)];
   d.count = reinterpret_cast<unsigned long long*>(counters_.data_ptr<int64_t>() + 2 * k);
   d.stored = d.count + 1;
@@ -104,13 +110,32 @@ k::DeltaOut DeltaBuffers::out(int b, int k) const {
   return d;
 }
 
+k::Fp8DeltaOut DeltaBuffers::out_fp8(int b, int k) const {
+  ZOFF_CHECK(b >= 0 && b < int(index_.size()) && index_[size_t(b)] >= 0, "DeltaBuffers: block ", b, " has no buffers");
+  ZOFF_CHECK(k >= 0 && 2 * k < counters_.numel(), "DeltaBuffers: slot ", k);
+  ZOFF_CHECK(fp8_, "DeltaBuffers: out_fp8 outside fp8 mode");
+  const Mapped& m = mapped_[size_t(b)];
+  k::Fp8DeltaOut d{};
+  d.codes = staged_ ? slot_codes_.data_ptr<uint8_t>() + int64_t(k) * slot_stride_ : m.codes;
+  d.list = list_staged_ ? reinterpret_cast<k::Fp8Entry*>(slot_lists_.data_ptr<uint8_t>()) + int64_t(k) * list_stride_
+                       : static_cast<k::Fp8Entry*>(m.list);
+  d.capacity = cap_[size_t(b)];
+  d.count = reinterpret_cast<unsigned long long*>(counters_.data_ptr<int64_t>() + 2 * k);
+  d.index_base = 0;
+  return d;
+}
+
+k::Fp8RecomputeRecipe* DeltaBuffers::recipe(int b) {
+  ZOFF_CHECK(fp8_ && b >= 0 && b < int(index_.size()) && index_[size_t(b)] >= 0, "DeltaBuffers: no fp8 recipe for block ", b);
+  return &recipes_[size_t(b)];
+}
+
 void DeltaBuffers::copy_list(int k, int b) const {
   ZOFF_CHECK(list_staged_ && k >= 0 && 2 * k < counters_.numel(), "DeltaBuffers: no staged list for slot ", k);
   ZOFF_CHECK(b >= 0 && b < int(index_.size()) && index_[size_t(b)] >= 0, "DeltaBuffers: block ", b, " has no buffers");
-  const auto* src = reinterpret_cast<const k::DeltaEntry*>(slot_lists_.data_ptr<uint8_t>()) + int64_t(k) * list_stride_;
+  const uint8_t* src = slot_lists_.data_ptr<uint8_t>() + int64_t(k) * list_stride_ * entry_bytes();
   const auto* count = reinterpret_cast<const unsigned long long*>(counters_.data_ptr<int64_t>() + 2 * k);
-  dispatch_copy_counted(mapped_[size_t(b)].list, src, count, cap_[size_t(b)], int64_t(sizeof(k::DeltaEntry)),
-                        counters_.device());
+  dispatch_copy_counted(mapped_[size_t(b)].list, src, count, cap_[size_t(b)], entry_bytes(), counters_.device());
 }
 
 const void* DeltaBuffers::device_codes(int k) const {
@@ -146,6 +171,7 @@ int64_t DeltaBuffers::apply(int b) {
   ZOFF_CHECK(i >= 0, "DeltaBuffers: block ", b, " has no buffers");
   const int64_t count = int64_t(*static_cast<const unsigned long long*>(host_count(b)));
   const int64_t cap = cap_[size_t(b)];
+  if (fp8_) return apply_fp8(b, i, count);
   k::ApplyDeltaArgs a{};
   a.master = static_cast<uint16_t*>(store_.data(b));
   a.codes = static_cast<uint8_t*>(codes_[size_t(i)].data());
@@ -159,6 +185,30 @@ int64_t DeltaBuffers::apply(int b) {
   else k::apply_delta_host(a);
   exceptions_ += count;
   overflowed_ += std::max<int64_t>(0, count - cap);
+  return count;
+}
+
+int64_t DeltaBuffers::apply_fp8(int b, int i, int64_t count) {
+  const int64_t cap = cap_[size_t(b)];
+  if (skip_apply_) return count;
+  const std::vector<int64_t>& rows = store_.row_starts(b);
+  const k::Fp8Recompute rc = recipes_[size_t(b)].view();
+  k::ApplyFp8DeltaArgs a{};
+  a.master = static_cast<uint16_t*>(store_.data(b));
+  a.codes = static_cast<const uint8_t*>(codes_[size_t(i)].data());
+  a.n = store_.numel(b);
+  a.list = static_cast<const k::Fp8Entry*>(lists_[size_t(i)].data());
+  a.count = count;
+  a.capacity = cap;
+  a.recompute = &rc;
+  a.copy = k::Fp8Copy{static_cast<uint8_t*>(store_.transfer_data(b)), store_.transfer_scales(b), rows.data(),
+                      int64_t(rows.size()) - 1};
+  k::ApplyFp8Result r;
+  if (arena_) arena_->execute([&] { r = k::apply_fp8_delta_host(a); });
+  else r = k::apply_fp8_delta_host(a);
+  exceptions_ += count;
+  overflowed_ += std::max<int64_t>(0, count - cap);
+  rescaled_rows_ += r.rescaled_rows;
   return count;
 }
 

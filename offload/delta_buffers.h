@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "kernels/delta.h"
+#include "kernels/fp8_site.h"
 #include "offload/block_store.h"
 #include "offload/host_memory.h"
 #include "offload/stream_device.h"
@@ -69,6 +70,14 @@ class DeltaBuffers {
 
   // The group-level DeltaOut for block b updated in slot k (device-usable pointers, index_base 0).
   k::DeltaOut out(int b, int k) const;
+  // fp8 mode (the store's fp8 copies are exponent-exact, Note [fp8 at the GPU site] in
+  // kernels/fp8_site.h): lists hold k::Fp8Entry, and apply() updates master and fp8 copy.
+  bool fp8() const { return fp8_; }
+  k::Fp8DeltaOut out_fp8(int b, int k) const;
+  // Where the update of block b leaves what the host needs if b's list overflows (set while the
+  // update is issued, read by apply(b)).
+  k::Fp8RecomputeRecipe* recipe(int b);
+  int64_t entry_bytes() const { return fp8_ ? int64_t(sizeof(k::Fp8Entry)) : int64_t(sizeof(k::DeltaEntry)); }
   // Enqueues the zeroing of slot k's counters (and staged codes) on the current stream (the
   // compute callback's), before the update that fills them.
   void prepare_slot(int k);
@@ -98,13 +107,16 @@ class DeltaBuffers {
   // Exceptions, and those that overflowed the list, since construction.
   int64_t exceptions() const { return exceptions_; }
   int64_t overflowed() const { return overflowed_; }
+  // fp8 mode: rows re-packed with a new scale since construction.
+  int64_t rescaled_rows() const { return rescaled_rows_; }
 
  private:
   struct Mapped {
     uint8_t* codes = nullptr;
-    k::DeltaEntry* list = nullptr;
+    void* list = nullptr;  // k::DeltaEntry, or k::Fp8Entry in fp8 mode
     uint16_t* master = nullptr;
   };
+  int64_t apply_fp8(int b, int i, int64_t count);
   BlockStore& store_;
   std::vector<int64_t> cap_;     // per block (0 for blocks that are not streamed)
   std::vector<int> index_;       // per block: index into codes_/lists_, -1 if none
@@ -120,7 +132,9 @@ class DeltaBuffers {
   int64_t list_stride_ = 0;      // entries
   int64_t slot_stride_ = 0;
   int64_t host_bytes_ = 0;
-  int64_t exceptions_ = 0, overflowed_ = 0;
+  int64_t exceptions_ = 0, overflowed_ = 0, rescaled_rows_ = 0;
+  bool fp8_ = false;
+  std::vector<k::Fp8RecomputeRecipe> recipes_;  // fp8 mode, per block
   std::unique_ptr<tbb::task_arena> arena_;  // set by ZOFF_DELTA_APPLY_THREADS
   bool skip_apply_ = false;                  // ZOFF_DEBUG_SKIP_DELTA_APPLY (measurement only)
 };

@@ -28,7 +28,7 @@ void Executor::prepare(const Plan& plan) {
     for (int b : plan.streamed)
       ZOFF_CHECK(store_.transfer_bytes(b) <= ring_->slot_bytes(), "executor: block ", b, " needs ",
                  store_.transfer_bytes(b), " bytes, a slot holds ", ring_->slot_bytes());
-    ZOFF_CHECK(c.site == UpdateSite::Cpu || !store_.has_transfer_copy(),
+    ZOFF_CHECK(c.site == UpdateSite::Cpu || !store_.has_transfer_copy() || store_.fp8_exact(),
                "executor: the GPU update site writes slots back into the masters, so blocks must travel "
                "in their storage dtype (transfer ", transfer_format_name(store_.transfer_format()), " with storage ",
                dtype_name(store_.storage_dtype()), ")");
@@ -60,6 +60,7 @@ void Executor::issue(const Plan& plan, const ComputeFn& compute, const HostUpdat
                      const UploadIssuedFn& upload_issued, const WriteBackSpec& wb) {
   const int K = plan.config.num_slots;
   const bool timed = opts_.timeline;
+
   if (timed) dev_.mark(StreamId::Upload, start_timer_);
   for (size_t i = 0; i < plan.ops.size(); ++i) {
     const PlanOp& op = plan.ops[i];
@@ -83,8 +84,12 @@ void Executor::issue(const Plan& plan, const ComputeFn& compute, const HostUpdat
         break;
       }
       case OpKind::Offload:
-        if (wb.mode == WriteBackMode::Dense)
+        if (wb.mode == WriteBackMode::Dense) {
+          // Note [fp8 at the GPU site]: a slot of fp8 bytes is never the master; only a delta goes back.
+          ZOFF_CHECK(!store_.has_transfer_copy(), "executor: a dense write-back would copy ",
+                     transfer_format_name(store_.transfer_format()), " slots over the masters");
           dev_.copy_d2h(s, store_.data(b), ring_->data(op.slot), size_t(store_.bytes(b)), b);
+        }
         else if (wb.mode == WriteBackMode::Delta) {
           if (wb.list_copy) dev_.launch(s, [&wb, slot = op.slot, b] { wb.list_copy(slot, b); }, b);
           if (wb.codes_src) dev_.copy_d2h(s, wb.codes_dst(b), wb.codes_src(op.slot), wb.codes_bytes(b), b);

@@ -47,11 +47,12 @@ PlanReport plan_offload(const PlannerInput& in, const OffloadPolicy& p) {
     ZOFF_INPUT_CHECK(p.num_slots >= 2, "offload policy '", p.name, "': num_slots must be >= 2, got ", p.num_slots);
     ZOFF_INPUT_CHECK(p.prefetch_depth >= 0 && p.prefetch_depth < p.num_slots, "offload policy '", p.name,
                      "': prefetch_depth must be in [0, num_slots), got ", p.prefetch_depth);
-    ZOFF_INPUT_CHECK(p.update_site == UpdateSite::Cpu || tdt == p.storage_dtype, "offload policy '", p.name,
-                     "': update_site = ", update_site_name(p.update_site),
+    ZOFF_INPUT_CHECK(p.update_site == UpdateSite::Cpu || tdt == p.storage_dtype ||
+                         (p.update_site == UpdateSite::Gpu && fp8_gpu_site(p)),
+                     "offload policy '", p.name, "': update_site = ", update_site_name(p.update_site),
                      " applies updates to the uploaded copy, so transfer must be the storage dtype (",
                      dtype_name(p.storage_dtype), "), got ", transfer_format_name(p.transfer),
-                     "; use update_site = cpu for low-bit transfers");
+                     "; use update_site = cpu, or fp8 transfers of bf16 masters at the GPU site");
     ZOFF_INPUT_CHECK(p.resident_blocks >= -1 && p.resident_blocks <= B, "offload policy '", p.name,
                      "': resident_blocks must be -1 (planner decides) or in [0, ", B, "], got ", p.resident_blocks);
   }
@@ -112,8 +113,11 @@ PlanReport plan_offload(const PlannerInput& in, const OffloadPolicy& p) {
     if (uses_delta_write_back(p))
       ring.push_back({"delta codes (" + std::to_string(p.num_slots) + " x " + format_bytes((max_numel + 3) / 4) + ")",
                       int64_t(p.num_slots) * align256((max_numel + 3) / 4)});
-    // No fp8 unpack buffer: ZoStep dequantises each matrix straight into the perturbation
-    // scratch when the forward asks for it (Note [fp8 groups] in src/optim/zo_step.cpp).
+    // No fp8 unpack buffer at the CPU site: ZoStep dequantises each matrix straight into the
+    // perturbation scratch when the forward asks for it (Note [fp8 groups] in src/optim/zo_step.cpp).
+    // At the GPU site the update writes the block's forward weights, one bf16 block (Note [fp8 at
+    // the GPU site]).
+    if (fp8_gpu_site(p)) ring.push_back({"fp8 update buffer (1 x " + format_bytes(2 * max_numel) + ")", align256(2 * max_numel)});
     int64_t fixed = common_total;
     for (const MemoryComponent& m : ring) fixed += m.bytes;
     std::vector<MemoryComponent> fixed_list = ring;
@@ -153,7 +157,8 @@ PlanReport plan_offload(const PlannerInput& in, const OffloadPolicy& p) {
     // [Staged codes]) plus the exception list, ~1% of the elements at 8 bytes each at MeZO's
     // learning rates (docs/results.md).
     if (p.update_site == UpdateSite::Gpu)
-      r.d2h_bytes_per_step += uses_delta_write_back(p) ? in.blocks[size_t(b)].numel * 33 / 100 : storage[size_t(b)];
+      r.d2h_bytes_per_step += uses_delta_write_back(p) ? in.blocks[size_t(b)].numel * (fp8_gpu_site(p) ? 27 : 33) / 100
+                                                       : storage[size_t(b)];
   }
   const double h2d_s = double(r.h2d_bytes_per_step) / (in.h2d_gbps * 1e9);
   r.transfer_seconds = h2d_s;

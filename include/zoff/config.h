@@ -95,6 +95,13 @@ RunConfig load_run_config(const std::string& path, const std::vector<std::string
 // The resolved config as TOML text, self-contained (no presets); load_run_config on it gives the
 // same RunConfig (source and model.preset_file aside).
 std::string dump_resolved_config(const RunConfig& cfg);
+// Note [fp8 at the GPU site] (kernels/fp8_site.h): why c's fp8 transfers at the GPU update site
+// cannot work, as {key, message}; key empty when they can (or c does not use them). The config
+// loader reports it against the file that set the key; the trainer checks configs built in code.
+struct ConfigProblem {
+  std::string key, message;
+};
+ConfigProblem fp8_gpu_site_problem(const RunConfig& c);
 // Loads a policy file (a [policy] table, possibly naming a preset of its own).
 OffloadPolicy load_policy_file(const std::string& path);
 

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "zoff/config.h"
+#include "kernels/fp8_site.h"
 #include "zoff/directions.h"
 
 namespace zoff {
@@ -61,6 +62,14 @@ class ZoOptimizer {
   // group_delta describes element 0 of `flat` (index_base 0); each parameter gets its slice.
   // Needs delta_ok(pending()).
   void apply_update(const GroupLayout& g, const at::Tensor& flat, const k::DeltaOut& group_delta) const;
+  // Note [fp8 at the GPU site] (kernels/fp8_site.h): the pending update of one group that
+  // travelled as exponent-exact fp8 (`q`: the group's transfer bytes, payload then row scales;
+  // param_rows: each parameter's first row), decided from the fp8 copy. Writes the group's forward
+  // weights into `w` (numel elements) and the master's change into group_delta; `recipe` receives
+  // what the host needs to recompute exceptions. Needs delta_ok(pending()), element-wise
+  // directions and no weight decay.
+  void apply_update_fp8(const GroupLayout& g, const at::Tensor& q, const std::vector<int64_t>& param_rows,
+                        at::Tensor w, const k::Fp8DeltaOut& group_delta, k::Fp8RecomputeRecipe* recipe) const;
   // Whether pending update u can be applied with a delta: directions that support it, and one
   // kernel pass (at most k::kMaxTerms terms).
   bool delta_ok(const PendingUpdate& u) const;

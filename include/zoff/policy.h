@@ -44,6 +44,9 @@ const char* transfer_format_name(TransferFormat f);
 const char* write_back_name(WriteBack w);
 // Whether streamed blocks return by delta write-back under p (Auto counts as Delta where it can).
 bool uses_delta_write_back(const OffloadPolicy& p);
+// Whether p streams fp8 copies of bf16 masters updated at the GPU site (Note [fp8 at the GPU site],
+// kernels/fp8_site.h): the delta write-back is then the only way back.
+bool fp8_gpu_site(const OffloadPolicy& p);
 // "12GiB", "500MiB", "1.5GB", "123456" -> bytes; InputError on anything else (message names `what`).
 int64_t parse_byte_size(const std::string& s, const std::string& what);
 std::string format_bytes(int64_t bytes);  // "12.00 GiB"

@@ -37,7 +37,16 @@ class ZoStep {
   // apply_here = false: this group's pending update was already applied elsewhere (the host
   // master at the CPU update site). delta != nullptr: the update also reports its change for
   // the whole flat buffer (Note [Delta write-back]; the optimizer must have delta_ok).
-  void visit(int group, const at::Tensor& flat, bool apply_here = true, const k::DeltaOut* delta = nullptr);
+  // fp8 != nullptr: `flat` holds the group's exponent-exact fp8 transfer bytes and the pending
+  // update is decided from them (Note [fp8 at the GPU site], kernels/fp8_site.h): the master's
+  // change goes to fp8->delta, the forwards see the fp8 weights plus the update, built in a
+  // bf16 buffer of one group (allocated on first use).
+  struct Fp8Visit {
+    k::Fp8DeltaOut delta{};
+    k::Fp8RecomputeRecipe* recipe = nullptr;
+  };
+  void visit(int group, const at::Tensor& flat, bool apply_here = true, const k::DeltaOut* delta = nullptr,
+             const Fp8Visit* fp8 = nullptr);
   bool done() const { return next_group_ == model_.num_groups(); }
   // After the head: mean loss per forward (one host sync). Clears the applied pending update.
   std::vector<double> losses();
@@ -48,6 +57,8 @@ class ZoStep {
   // Bytes of the perturbation scratch (one largest matrix in the compute dtype), plus the mirror
   // buffer when mirroring is on.
   int64_t scratch_bytes() const;
+  // Bytes of the fp8 update buffer (0 until an fp8 update visit allocated it).
+  int64_t fp8_work_bytes() const;
   // Note [Mirror forwards]: when on, a forward whose terms are exactly the negation of an earlier
   // forward's (MeZO's theta - eps z after theta + eps z) gets its matrices from a mirror buffer
   // that the earlier forward's perturbation pass filled (one z generation for both). Costs one

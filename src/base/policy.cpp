@@ -22,7 +22,12 @@ bool uses_delta_write_back(const OffloadPolicy& p) {
   return p.offload && p.update_site == UpdateSite::Gpu && p.write_back != WriteBack::Dense &&
          p.storage_dtype != DType::F32 &&
          (p.transfer == TransferFormat::Same || (p.transfer == TransferFormat::BF16 && p.storage_dtype == DType::BF16) ||
-          (p.transfer == TransferFormat::F16 && p.storage_dtype == DType::F16));
+          (p.transfer == TransferFormat::F16 && p.storage_dtype == DType::F16) || fp8_gpu_site(p));
+}
+
+bool fp8_gpu_site(const OffloadPolicy& p) {
+  return p.offload && p.update_site == UpdateSite::Gpu && p.transfer == TransferFormat::FP8 &&
+         p.storage_dtype == DType::BF16;
 }
 
 const char* update_site_name(UpdateSite s) {

@@ -95,16 +95,23 @@ void Loader::check_policy() {
   // Note [Lossy transfers need the CPU update site]
   // With the GPU update site the device updates the block it received and writes it back as the
   // master (shared/design/step-pipeline.md §2). If the block travelled in a narrower format than
-  // it is stored in (fp8, or bf16 from an fp32 master), that write-back would replace the master
-  // with a rounded copy every step. So a lossy transfer requires update_site = "cpu".
-  if (p.offload && transfer_dtype(p) != p.storage_dtype && p.update_site == UpdateSite::Gpu) {
+  // it is stored in (bf16 from an fp32 master, fp8 from fp16), that write-back would replace the
+  // master with a rounded copy every step. So a lossy transfer requires update_site = "cpu", with
+  // one exception: fp8 copies of bf16 masters, whose update the GPU decides exactly from the fp8
+  // copy and returns as a delta (Note [fp8 at the GPU site] in kernels/fp8_site.h), when the update
+  // is element-wise, without weight decay.
+  if (const ConfigProblem pr = zoff::fp8_gpu_site_problem(cfg_); !pr.key.empty()) {
+    auto [o, key] = later(pr.key.c_str(), "policy.transfer");
+    fail(o, key, pr.message);
+  }
+  if (!fp8_gpu_site(p) && p.offload && transfer_dtype(p) != p.storage_dtype && p.update_site == UpdateSite::Gpu) {
     auto [o, key] = later("policy.transfer", "policy.update_site");
     fail(o, key,
          std::string("update_site = \"gpu\" needs blocks to travel in their storage dtype, but transfer = \"") +
              transfer_format_name(p.transfer) + "\" and storage_dtype = \"" +
              config_dtype_name(p.storage_dtype) +
              "\": the GPU would write a rounded copy back over the master. Set policy.update_site = "
-             "\"cpu\" or policy.transfer = \"same\"");
+             "\"cpu\" or policy.transfer = \"same\" (fp8 transfers work at the GPU site with storage_dtype = \"bf16\")");
   }
   // Note [Deferred site preconditions]: the device applies the updates the master has not yet
   // had on top of the block it received, and must end with exactly the bits the master will
@@ -184,3 +191,26 @@ OffloadPolicy Loader::finish_policy() {
 }
 
 }  // namespace zoff::config_detail
+
+namespace zoff {
+
+ConfigProblem fp8_gpu_site_problem(const RunConfig& c) {
+  const OffloadPolicy& p = c.policy;
+  if (!fp8_gpu_site(p)) return {};
+  if (p.write_back == WriteBack::Dense)
+    return {"policy.write_back",
+            "transfer = \"fp8\" at update_site = \"gpu\" returns updates as a delta (the GPU never holds the bf16 "
+            "master); write_back = \"dense\" cannot be used. Set policy.write_back = \"auto\" or \"delta\""};
+  if (c.optimizer.kind == OptimizerKind::SubZero)
+    return {"optimizer.kind",
+            "transfer = \"fp8\" at update_site = \"gpu\" needs element-wise updates; SubZero's low-rank updates "
+            "cannot be decided from the fp8 copy. Use update_site = \"cpu\" or transfer = \"same\" with SubZero"};
+  if (c.optimizer.weight_decay != 0)
+    return {"optimizer.weight_decay",
+            "transfer = \"fp8\" at update_site = \"gpu\" needs optimizer.weight_decay = 0 (the decay term depends "
+            "on the bf16 master's low bits, which the fp8 copy lacks). Use update_site = \"cpu\" or transfer = "
+            "\"same\""};
+  return {};
+}
+
+}  // namespace zoff

@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "device_dispatch.h"
 #include "optimizers.h"
 #include "zoff/error.h"
 #include "zoff/weights.h"
@@ -41,6 +42,49 @@ void ZoOptimizer::apply_update(const GroupLayout& g, const at::Tensor& flat, con
   ZOFF_CHECK(delta_ok(pending_), name(), ": this update cannot report a delta (", pending_.terms.size(), " terms)");
   ZOFF_CHECK(flat.scalar_type() != at::kFloat, "delta write-back needs a 16-bit master");
   apply_impl(pending_, g, flat, &group_delta);
+}
+
+void ZoOptimizer::apply_update_fp8(const GroupLayout& g, const at::Tensor& q, const std::vector<int64_t>& param_rows,
+                                   at::Tensor w, const k::Fp8DeltaOut& gd, k::Fp8RecomputeRecipe* recipe) const {
+  if (pending_.empty()) return;
+  const PendingUpdate& u = pending_;
+  ZOFF_CHECK(delta_ok(u), name(), ": this update cannot report a delta (", u.terms.size(), " terms)");
+  const auto* elem = dynamic_cast<const ElementwiseDirections*>(dirs_.get());
+  ZOFF_CHECK(elem != nullptr, name(), ": fp8 transfers at the GPU site need element-wise directions");
+  ZOFF_CHECK(q.scalar_type() == at::kByte && q.numel() >= g.numel && w.numel() == g.numel &&
+                 w.scalar_type() == at::kBFloat16 && param_rows.size() == g.params.size(),
+             "apply_update_fp8: group ", g.name, ": bad fp8 bytes, forward-weight buffer or row table");
+  std::vector<k::ZTerm> kt = to_kernel_terms(u.terms);
+  const uint64_t sr_seed = k::step_seed(seed_ ^ 0x5E5E5E5E5E5E5E5Eull, uint64_t(u.step), 0x5) | 1;  // as apply_impl
+  const float* scales = reinterpret_cast<const float*>(q.data_ptr<uint8_t>() + (g.numel + 15) / 16 * 16);
+  if (recipe != nullptr) {
+    recipe->params.clear();
+    recipe->terms = kt;
+    recipe->dist = elem->dist();
+    recipe->sr_seed = sr_seed;
+  }
+  for (size_t i = 0; i < g.params.size(); ++i) {
+    const ParamInfo& p = g.params[i];
+    ZOFF_CHECK(!p.decays() || u.decay == 0, name(), ": ", p.name,
+               ": weight decay cannot be applied from an fp8 copy (Note [fp8 at the GPU site])");
+    k::Fp8UpdateArgs a{};
+    a.q = q.data_ptr<uint8_t>() + p.offset;
+    a.row_scales = scales + param_rows[i];
+    a.row_len = p.shape.size() == 2 ? p.shape[1] : p.numel;
+    a.w = static_cast<char*>(w.data_ptr()) + p.offset * 2;
+    a.w_elem = k::Elem::BF16;
+    a.n = p.numel;
+    a.pid = p.id;
+    a.dist = elem->dist();
+    a.terms = kt.data();
+    a.nterms = int(kt.size());
+    a.sr_seed = sr_seed;
+    a.delta = gd;
+    a.delta.codes = gd.codes + p.offset / 4;
+    a.delta.index_base = gd.index_base + p.offset;
+    dispatch_zo_update_fp8(a, w.device());
+    if (recipe != nullptr) recipe->params.push_back(k::Fp8RecomputeParam{p.offset, p.numel, p.id});
+  }
 }
 
 void ZoOptimizer::apply_impl(const PendingUpdate& u, const GroupLayout& g, const at::Tensor& flat,

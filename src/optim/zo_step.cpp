@@ -27,6 +27,17 @@ class ZoStep::Source : public WeightSource {
   // payload bytes (padded to 16), then one float scale per row (Note [Transfer layout]). Its
   // weights are dequantised (and perturbed) in the same fused pass, straight into the scratch.
   void set_fp8_rows(std::vector<std::vector<int64_t>> rows) { fp8_rows_ = std::move(rows); }
+  const std::vector<int64_t>& fp8_rows(int g) const { return fp8_rows_.at(size_t(g)); }
+  // Note [fp8 at the GPU site]: the forward weights of one fp8 group after its update, bf16.
+  at::Tensor fp8_work(int64_t numel) {
+    if (!fp8_work_.defined()) {
+      int64_t big = 0;
+      for (auto& g : model_.groups()) big = std::max(big, g.numel);
+      fp8_work_ = at::empty({big}, scratch_.options().dtype(at::kBFloat16));
+    }
+    return fp8_work_.narrow(0, 0, numel);
+  }
+  int64_t fp8_work_bytes() const { return fp8_work_.defined() ? fp8_work_.numel() * 2 : 0; }
   void set_terms(const std::vector<DirTerm>* t) { terms_ = t; }
   int64_t scratch_bytes() const {
     int64_t b = scratch_.numel() * int64_t(scratch_.element_size());
@@ -88,6 +99,7 @@ class ZoStep::Source : public WeightSource {
   const std::vector<DirTerm>* terms_ = nullptr;
   std::vector<std::vector<int64_t>> fp8_rows_;  // per group, per param: first row index
   at::Tensor mirror_;  // one largest group in the compute dtype, when mirroring is on
+  at::Tensor fp8_work_;  // one largest group in bf16, once an fp8 group took an update
   int role_ = 0, mirror_group_ = -1;
   int64_t mirror_reads_ = 0;
   std::vector<char> mirror_ok_;  // per param of mirror_group_: its mirror is filled
@@ -148,6 +160,8 @@ ZoStep::~ZoStep() = default;
 
 int64_t ZoStep::scratch_bytes() const { return src_->scratch_bytes(); }
 
+int64_t ZoStep::fp8_work_bytes() const { return src_->fp8_work_bytes(); }
+
 void ZoStep::set_mirror(bool on) { src_->enable_mirror(on); }
 
 int64_t ZoStep::mirror_reads() const { return src_->mirror_reads(); }
@@ -193,18 +207,26 @@ void ZoStep::begin_pass(const StepRequest& req, const StepBatch& batch, bool app
     }
 }
 
-void ZoStep::visit(int g, const at::Tensor& flat, bool apply_here, const k::DeltaOut* delta) {
+void ZoStep::visit(int g, const at::Tensor& flat, bool apply_here, const k::DeltaOut* delta, const Fp8Visit* fp8v) {
   ZOFF_CHECK(g == next_group_, "visit order: expected group ", next_group_, ", got ", g);
   const bool fp8 = flat.scalar_type() == at::kByte;
   ZOFF_CHECK(fp8 ? flat.numel() >= model_.group(g).numel : flat.numel() == model_.group(g).numel, "group ", g,
              " buffer has the wrong size");
-  ZOFF_CHECK(!(fp8 && apply_pending_ && apply_here), "group ", g,
-             ": an fp8 transfer copy cannot take the update (fp8 transfers need update_site = cpu)");
-  if (apply_pending_ && apply_here) {
-    if (delta != nullptr) opt_->apply_update(model_.group(g), flat, *delta);
-    else opt_->apply_update(model_.group(g), flat);
+  const bool update = apply_pending_ && apply_here && !opt_->pending().empty();
+  ZOFF_CHECK(!fp8 || !update || fp8v != nullptr, "group ", g,
+             ": an fp8 transfer copy takes an update only as the fp8 GPU-site delta (Note [fp8 at the GPU site])");
+  ZOFF_CHECK(fp8v == nullptr || fp8, "group ", g, ": an fp8 visit needs the group's fp8 bytes");
+  if (fp8 && update) {
+    at::Tensor w = src_->fp8_work(model_.group(g).numel);
+    opt_->apply_update_fp8(model_.group(g), flat, src_->fp8_rows(g), w, fp8v->delta, fp8v->recipe);
+    src_->set_flat(g, w);
+  } else {
+    if (update) {
+      if (delta != nullptr) opt_->apply_update(model_.group(g), flat, *delta);
+      else opt_->apply_update(model_.group(g), flat);
+    }
+    src_->set_flat(g, flat);
   }
-  src_->set_flat(g, flat);
   const int L = model_.num_layers();
   for (size_t f = 0; f < req_.forwards.size(); ++f) {
     src_->set_terms(&req_.forwards[f].terms);

@@ -128,7 +128,12 @@ class OffloadEngine : public Engine {
       deferred_ = std::make_unique<DeferredUpdates>(m, *store_, *dev_, plan_.streamed, pol.deferred_max_lag);
       catchup_.resize(size_t(L));
     }
-    if (any_streamed && uses_delta_write_back(pol) && !store_->has_transfer_copy()) make_delta_buffers();
+    if (any_streamed && uses_delta_write_back(pol) && (!store_->has_transfer_copy() || store_->fp8_exact()))
+      make_delta_buffers();
+    ZOFF_INPUT_CHECK(!any_streamed || !store_->fp8_exact() || delta_ != nullptr,
+                     "fp8 transfers at the GPU update site return every update as a delta (Note [fp8 at the GPU "
+                     "site]), which needs pinned host masters and host memory for the codes (see the warning "
+                     "above); use policy.update_site = \"cpu\" or policy.transfer = \"same\"");
   }
 
   ~OffloadEngine() override {
@@ -154,7 +159,13 @@ class OffloadEngine : public Engine {
     // learning rate, or masters near zero), the next kDeltaBackoff update passes go back dense
     // (cheaper, and no list overflowing into scattered PCIe stores), then delta is tried again.
     WriteBackSpec wb;
-    const bool delta_now = delta_ && opt && opt->delta_ok(opt->pending()) && dense_passes_left_ == 0;
+    const bool fp8_site = delta_ && delta_->fp8();
+    const bool delta_now = delta_ && opt && opt->delta_ok(opt->pending()) && (dense_passes_left_ == 0 || fp8_site);
+    // Note [fp8 at the GPU site]: the device never holds an fp8 block's master, so nothing but a
+    // delta can bring its update back.
+    ZOFF_CHECK(!(updates && fp8_site && !delta_now), "offload: fp8 transfers at the GPU site need the update as a "
+               "delta, but this update has ", opt ? opt->pending().terms.size() : 0, " terms (at most ", k::kMaxTerms,
+               " fit one pass)");
     wb.mode = !updates ? WriteBackMode::Skip : delta_now ? WriteBackMode::Delta : WriteBackMode::Dense;
     if (updates && delta_ && dense_passes_left_ > 0) --dense_passes_left_;
     last_write_back_ = cpu_site ? WriteBackMode::Skip : wb.mode;
@@ -165,6 +176,10 @@ class OffloadEngine : public Engine {
       if (wb.mode == WriteBackMode::Delta && !res) {
         const int k = plan_.slot_of_block[size_t(b)];
         delta_->prepare_slot(k);
+        if (fp8_site) {
+          const ZoStep::Fp8Visit v{delta_->out_fp8(b, k), delta_->recipe(b)};
+          return step.visit(m_.layer_group(b), buf, true, nullptr, &v);
+        }
         const k::DeltaOut d = delta_->out(b, k);
         return step.visit(m_.layer_group(b), buf, true, &d);
       }
@@ -180,7 +195,8 @@ class OffloadEngine : public Engine {
       throw;
     }
     finish_delta_applies(false);
-    if (wb.mode == WriteBackMode::Delta && double(pass_exceptions_) > kDeltaMaxExceptions * double(streamed_numel_)) {
+    if (wb.mode == WriteBackMode::Delta && !fp8_site &&
+        double(pass_exceptions_) > kDeltaMaxExceptions * double(streamed_numel_)) {
       dense_passes_left_ = kDeltaBackoff;
       if (!warned_fallback_)
         log::info("offload: {} of {} streamed elements changed by more than one step of their bits; the next {} "
@@ -193,6 +209,7 @@ class OffloadEngine : public Engine {
   void flush(ZoOptimizer& opt) override {
     if (deferred_) return flush_deferred(opt);
     if (opt.pending().empty()) return;
+    if (delta_ && delta_->fp8()) return flush_fp8(opt);
     const bool cpu_site = pol_.update_site == UpdateSite::Cpu;
     if (cpu_site) start_host_updates(opt);
     dev_->launch(StreamId::Compute, [&] { opt.apply_update(m_.group(m_.embed_group()), embed_); }, -1);
@@ -204,6 +221,24 @@ class OffloadEngine : public Engine {
     dev_->launch(StreamId::Compute, [&] { opt.apply_update(m_.group(m_.head_group()), head_); }, -1);
     dev_->synchronize_all();
     if (host_updates_.valid()) host_updates_.get();
+    opt.clear_pending();
+  }
+
+  // Note [fp8 at the GPU site]: the device has no master to update for streamed fp8 blocks, so a
+  // flush updates their host masters directly (host kernels, bit for bit what the device's delta
+  // would have left) and re-packs their fp8 copies; resident groups update on the device.
+  void flush_fp8(ZoOptimizer& opt) {
+    dev_->launch(StreamId::Compute, [&] {
+      opt.apply_update(m_.group(m_.embed_group()), embed_);
+      for (int b = 0; b < m_.num_layers(); ++b)
+        if (resident_->is_resident(b)) opt.apply_update(m_.group(m_.layer_group(b)), resident_->buffer(b));
+      opt.apply_update(m_.group(m_.head_group()), head_);
+    }, -1);
+    for (int b : plan_.streamed) {
+      opt.apply_update(m_.group(m_.layer_group(b)), store_->view(b));
+      store_->refresh_transfer_copy(b);
+    }
+    dev_->synchronize_all();
     opt.clear_pending();
   }
 
@@ -249,7 +284,7 @@ class OffloadEngine : public Engine {
     if (last_write_back_ != WriteBackMode::Dense) d2h = 0;
     if (last_write_back_ == WriteBackMode::Delta) {
       d2h += int64_t(plan_.streamed.size() * DeltaBuffers::kCountBytes) + pass_code_bytes_;
-      d2h += pass_exceptions_ * int64_t(sizeof(k::DeltaEntry));
+      d2h += std::min(pass_exceptions_, pass_capacity_) * delta_->entry_bytes();
     }
     nlohmann::json j = {{"h2d_bytes", h2d}, {"d2h_bytes", d2h}, {"host_wait_ms", exec_->host_wait_ms()}};
     if (pol_.update_site == UpdateSite::Gpu && !plan_.streamed.empty()) {
@@ -259,6 +294,10 @@ class OffloadEngine : public Engine {
         j["delta_exceptions"] = pass_exceptions_;
         j["delta_code_bytes"] = pass_code_bytes_;
         j["delta_apply_wait_ms"] = delta_wait_ms_;
+        if (delta_->fp8()) {  // since the engine started
+          j["fp8_rescaled_rows"] = delta_->rescaled_rows();
+          j["delta_overflowed"] = delta_->overflowed();
+        }
       }
     }
     if (deferred_) {
@@ -350,7 +389,8 @@ class OffloadEngine : public Engine {
     }
     int64_t need = 0;
     for (int b : plan_.streamed)
-      need += (store_->numel(b) + 3) / 4 + (store_->numel(b) + pol_.delta_list_divisor - 1) / pol_.delta_list_divisor * 8;
+      need += (store_->numel(b) + 3) / 4 + (store_->fp8_exact() ? store_->numel(b) / pol_.delta_list_divisor * 4
+                                                                 : store_->numel(b) / pol_.delta_list_divisor * 8);
     const int64_t avail = host_memory_available();
     if (avail >= 0 && need > avail) {
       log::warn("offload: the delta write-back needs {} of host memory for codes and exception lists but {} "
@@ -360,7 +400,7 @@ class OffloadEngine : public Engine {
     }
     delta_ = std::make_unique<DeltaBuffers>(*dev_, *store_, plan_.streamed, pol_.num_slots, pol_.delta_list_divisor,
                                             pol_.pin_memory);
-    for (int b : plan_.streamed) streamed_numel_ += store_->numel(b);
+    for (int b : plan_.streamed) streamed_numel_ += store_->numel(b), pass_capacity_ += delta_->capacity(b);
   }
 
   // One host thread per delta pass applies each streamed block's change to its master once the
@@ -453,6 +493,7 @@ class OffloadEngine : public Engine {
   int64_t pass_exceptions_ = 0, pass_code_bytes_ = 0;
   double delta_wait_ms_ = 0;
   int64_t streamed_numel_ = 0;
+  int64_t pass_capacity_ = 0;  // list entries of all streamed blocks
   int dense_passes_left_ = 0;
   bool warned_fallback_ = false;
   static constexpr double kDeltaMaxExceptions = 0.1;

@@ -121,7 +121,7 @@ TEST(ShippedConfigs, PoliciesLoad) {
   const OffloadPolicy& f8 = p.at("stream-all-fp8");
   EXPECT_EQ(f8.storage_dtype, DType::BF16);
   EXPECT_EQ(f8.transfer, TransferFormat::FP8);
-  EXPECT_EQ(f8.update_site, UpdateSite::Cpu);
+  EXPECT_EQ(f8.update_site, UpdateSite::Gpu);  // Note [fp8 at the GPU site]
 
   EXPECT_EQ(p.at("budget-18g").gpu_memory_budget, int64_t(18) << 30);
   EXPECT_EQ(p.at("budget-18g").resident_blocks, -1);

@@ -1,0 +1,150 @@
+// fp8 transfers at the GPU update site (Note [fp8 at the GPU site]): masters exact, forwards close to bf16, bad configs refused.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <string>
+
+#include "common/remove_tree.h"
+#include "zoff/error.h"
+#include "zoff/replay.h"
+#include "zoff/trainer.h"
+#include "zoff/weights.h"
+
+namespace zoff {
+namespace {
+
+RunConfig fp8_config(OptimizerKind kind, double lr, bool fp8 = true) {
+  RunConfig c;
+  c.source = "test";
+  c.model.checkpoint = std::string(ZOFF_TEST_DATA) + "/opt-tiny/model";
+  c.model.spec = parse_hf_config(c.model.checkpoint + "/config.json");
+  c.optimizer.kind = kind;
+  c.optimizer.lr = lr;
+  c.optimizer.eps = 1e-3;
+  c.optimizer.weight_decay = 0.0;
+  c.optimizer.fzoo_n = 3;
+  c.optimizer.svrg_q = 3;
+  c.optimizer.svrg_lr_full = lr;
+  c.optimizer.svrg_lr_inner = lr;
+  c.policy.storage_dtype = DType::BF16;
+  c.policy.compute_dtype = DType::F32;
+  c.policy.offload = true;
+  c.policy.num_slots = 2;
+  c.policy.prefetch_depth = 1;
+  c.policy.resident_blocks = 0;
+  c.policy.update_site = UpdateSite::Gpu;
+  c.policy.transfer = fp8 ? TransferFormat::FP8 : TransferFormat::Same;
+  c.policy.write_back = WriteBack::Delta;
+  c.data.batch_size = 2;
+  c.data.max_length = 16;
+  c.train.steps = 6;
+  c.train.seed = 7;
+  c.train.device = "cpu";
+  c.train.log_every = 0;
+  char t[] = "/tmp/zoff_fp8site_XXXXXX";
+  c.train.output_dir = mkdtemp(t);
+  return c;
+}
+
+// The masters end exactly where the seed log's updates (zo_update with stochastic rounding on
+// the bf16 master) put them: the GPU's decisions from the fp8 copy, the exception list and the
+// host apply lose nothing. At lr 1e-3 many elements are exceptions; at 1e-6 few change at all.
+TEST(Fp8GpuSite, MastersReplayExactlyFromTheSeedLog) {
+  for (OptimizerKind kind : {OptimizerKind::MeZO, OptimizerKind::FZOO, OptimizerKind::SVRG})
+    for (double lr : {1e-3, 1e-5}) {
+      const std::string what = std::string(optimizer_kind_name(kind)) + " lr " + std::to_string(lr);
+      RunConfig c = fp8_config(kind, lr);
+      std::vector<at::Tensor> trained;
+      int64_t exceptions = 0;
+      std::string mode;
+      {
+        Trainer tr(c);
+        for (int i = 0; i < 6; ++i) {
+          EXPECT_TRUE(std::isfinite(tr.train_step().loss)) << what;
+          const nlohmann::json s = tr.engine_stats();
+          if (s.contains("delta_exceptions")) exceptions += s.at("delta_exceptions").get<int64_t>();
+          if (i > 0) mode = s.at("write_back").get<std::string>();
+        }
+        trained = tr.snapshot_weights();
+      }
+      EXPECT_EQ(mode, "delta") << what;
+      if (lr > 1e-4) {
+        EXPECT_GT(exceptions, 0) << what << ": no exception exercised";
+      }
+      const std::string out = c.train.output_dir + "/replayed";
+      ASSERT_EQ(rebuild_from_seed_log(c.train.output_dir, out), 6) << what;
+      Model m(c.model.spec);
+      ModelWeights r = load_weights(m, out, at::kFloat);
+      for (size_t g = 0; g < trained.size(); ++g)
+        EXPECT_TRUE(at::equal(trained[g], r.flats[g])) << what << " group " << g << " max |diff| "
+                                                       << (trained[g] - r.flats[g]).abs().max().item<double>();
+      zoff::testing::remove_tree(c.train.output_dir);
+    }
+}
+
+// The list overflowing (a tiny capacity) makes the host recompute exceptions from seeds: same bits.
+TEST(Fp8GpuSite, OverflowingListsStillExact) {
+  auto weights = [](int64_t divisor) {
+    RunConfig c = fp8_config(OptimizerKind::MeZO, 1e-3);
+    c.policy.delta_list_divisor = divisor;
+    std::vector<at::Tensor> w;
+    {
+      Trainer tr(c);
+      for (int i = 0; i < 4; ++i) tr.train_step();
+      if (divisor > 1000) {
+        EXPECT_GT(tr.engine_stats().at("delta_overflowed").get<int64_t>(), 0);
+      }
+      w = tr.snapshot_weights();
+    }
+    zoff::testing::remove_tree(c.train.output_dir);
+    return w;
+  };
+  const auto a = weights(1), b = weights(100000);
+  for (size_t g = 0; g < a.size(); ++g) EXPECT_TRUE(at::equal(a[g], b[g])) << "group " << g;
+}
+
+// Forwards see the fp8 weights plus the update: losses stay close to the bf16 run's.
+TEST(Fp8GpuSite, LossesTrackTheBf16Run) {
+  auto losses = [](bool fp8) {
+    RunConfig c = fp8_config(OptimizerKind::MeZO, 1e-4, fp8);
+    std::vector<double> out;
+    {
+      Trainer t(c);
+      for (int i = 0; i < 5; ++i) out.push_back(t.train_step().loss);
+    }
+    zoff::testing::remove_tree(c.train.output_dir);
+    return out;
+  };
+  const auto a = losses(false), b = losses(true);
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_NEAR(b[i], a[i], 0.02 * std::fabs(a[i])) << "step " << i;
+    EXPECT_NE(b[i], a[i]) << "fp8 forward identical to bf16: was fp8 used?";
+  }
+}
+
+// What the GPU cannot decide from an fp8 copy is refused up front, naming the key.
+TEST(Fp8GpuSite, UnsupportedCombinationsNameTheKey) {
+  auto expect_error = [](RunConfig c, const std::string& key) {
+    try {
+      Trainer t(c);
+      ADD_FAILURE() << "accepted; expected an error about " << key;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(key), std::string::npos) << e.what();
+    }
+    zoff::testing::remove_tree(c.train.output_dir);
+  };
+  RunConfig wd = fp8_config(OptimizerKind::MeZO, 1e-3);
+  wd.optimizer.weight_decay = 0.01;
+  expect_error(wd, "weight_decay");
+  RunConfig dense = fp8_config(OptimizerKind::MeZO, 1e-3);
+  dense.policy.write_back = WriteBack::Dense;
+  expect_error(dense, "write_back");
+  RunConfig f16 = fp8_config(OptimizerKind::MeZO, 1e-3);
+  f16.policy.storage_dtype = DType::F16;
+  f16.policy.write_back = WriteBack::Auto;
+  expect_error(f16, "update_site");
+}
+
+}  // namespace
+}  // namespace zoff
