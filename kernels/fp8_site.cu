@@ -21,23 +21,15 @@ struct Fp8Params {
   Fp8DeltaOut d;
 };
 
-// Entries of a thread's exceptions: the lanes with any form a coalesced group that reserves its
-// slots with one atomicAdd (as Note [Delta emission]).
-__device__ __forceinline__ void fp8_emit(const Fp8Params& p, uint32_t exc, const uint32_t* r16, const float* acc,
-                                         int64_t i0) {
+// The first of n list slots for this thread's exceptions: the lanes with any form a coalesced
+// group that reserves its slots with one atomicAdd (as Note [Delta emission]).
+__device__ __forceinline__ unsigned long long fp8_reserve(const Fp8Params& p, unsigned long long n) {
   namespace cg = cooperative_groups;
   const cg::coalesced_group grp = cg::coalesced_threads();
-  const unsigned long long n = (unsigned long long)__popc(exc);
   const unsigned long long pre = cg::exclusive_scan(grp, n);
   unsigned long long base = 0;
   if (grp.thread_rank() == grp.size() - 1) base = atomicAdd(p.d.count, pre + n);
-  unsigned long long slot = grp.shfl(base, grp.size() - 1) + pre;
-  for (uint32_t m = exc; m != 0; m &= m - 1, ++slot) {
-    const int j = __ffs(m) - 1;
-    if (slot < (unsigned long long)p.d.capacity)
-      *reinterpret_cast<uint4*>(p.d.list + slot) =
-          make_uint4(uint32_t(p.d.index_base + i0 + j), r16[j], f32_bits(acc[j]), 0u);
-  }
+  return grp.shfl(base, grp.size() - 1) + pre;
 }
 
 // One thread = 8 elements (one stochastic-rounding Philox call, two code bytes).
@@ -85,7 +77,19 @@ __global__ void __launch_bounds__(256) fp8_update_kernel(const __grid_constant__
     }
     if (i0 + 4 < p.n) *reinterpret_cast<uint16_t*>(p.d.codes + i0 / 4) = uint16_t(code);
     else p.d.codes[i0 / 4] = uint8_t(code);  // the block's codes may end after this byte
-    if (exc != 0) fp8_emit(p, exc, r16, acc, i0);
+    if (exc != 0) {
+      // Compile-time element indices only, so acc and r16 stay in registers (a runtime index
+      // would put them in local memory for every element).
+      const unsigned long long base = fp8_reserve(p, (unsigned long long)__popc(exc));
+#pragma unroll
+      for (int j = 0; j < 8; ++j)
+        if ((exc >> j) & 1u) {
+          const unsigned long long slot = base + (unsigned long long)__popc(exc & ((1u << j) - 1u));
+          if (slot < (unsigned long long)p.d.capacity)
+            *reinterpret_cast<uint4*>(p.d.list + slot) =
+                make_uint4(uint32_t(p.d.index_base + i0 + j), r16[j], f32_bits(acc[j]), 0u);
+        }
+    }
     if constexpr (W == Elem::F32) {
       float* o = static_cast<float*>(p.w) + i0;
       if (full) {

@@ -16,20 +16,30 @@ namespace {
 
 // Note [Host fp8-site apply]
 // Like Note [Host apply_delta], the pass reads the codes a word (32 elements) at a time and skips
-// zero words. Each changed element also gets its fp8 byte recomputed with its row's scale; the
+// zero words; a nonzero word is walked by its set bits (count-trailing-zeros), so the cost is per
+// changed element (measured: the first, byte-by-byte version ran 5x slower than the bf16 apply). Each changed element also gets its fp8 byte recomputed with its row's scale; the
 // byte is written only when it differs from the old master's byte (computed, not read: the fp8
 // copy's lines are then only touched where a byte changes, ~1/16 of the changed elements). Rows
 // are found with a cursor that moves forward through the block (words are visited in order
 // within a chunk). Exceptions (code 3) are left to the list (or the recompute) after the codes.
+// The walk branches per element, and each mispredicted branch also cancels the loads in flight,
+// so master lines would arrive one DRAM latency at a time; the loop therefore prefetches the
+// master line of the changed word kAhead words ahead, and the list loop the lines of the entry
+// kAhead ahead. Re-packing is skipped where the byte cannot change (may_requant). Measured on the
+// 2-core dev machine, 79 M elements with 1% changed and 0.16% exceptions (the H200 bench_step's
+// rates): 53 ms byte by byte, 44 ms walking set bits, 25 ms with the prefetch, 18 ms with the
+// may_requant filter and the list prefetch; the bf16 apply of the same codes takes 9-10 ms.
 constexpr int64_t kGrainWords = 2048;
 constexpr int64_t kGrainEntries = 8192;
+constexpr int64_t kAhead = 16;  // code words (of 32 elements, one master line each) to prefetch ahead
 
 struct RowCursor {
   const Fp8Copy& c;
   int64_t r = 0;
   int64_t at(int64_t i) {
-    if (i < c.row_start[r] || i >= c.row_start[r + 1])
-      r = int64_t(std::upper_bound(c.row_start, c.row_start + c.rows + 1, i) - c.row_start) - 1;
+    if (i >= c.row_start[r] && i < c.row_start[r + 1]) return r;
+    if (r + 2 <= c.rows && i >= c.row_start[r + 1] && i < c.row_start[r + 2]) return ++r;  // the next row
+    r = int64_t(std::upper_bound(c.row_start, c.row_start + c.rows + 1, i) - c.row_start) - 1;
     return r;
   }
 };
@@ -40,6 +50,19 @@ struct Applier {
   const ApplyFp8DeltaArgs& a;
   std::mutex mu;
   std::vector<int64_t> grow;  // rows whose range an element outgrew
+
+  // Whether a change old -> new can change the fp8 byte (else requant is skipped). For a normal
+  // fp8 result the byte is the sign, the binade and the 7-bit mantissa m rounded to 3 bits, to
+  // nearest even: (m + 7 + bit 4) >> 4. A step of one between x and x + 1 changes that only when
+  // x's low 4 bits are 7 (to 8, with bit 4 odd), 8 (to 9) or 15 (a carry into bit 4, or into the
+  // exponent: a new binade, possibly past the row's range). Elements whose fp8 value may be
+  // subnormal (bf16 exponent field below e_floor: the largest row scale 2^kmax times 2^-6) are
+  // always re-packed.
+  int e_floor = 0;
+  bool may_requant(uint16_t old_bits, uint16_t new_bits) const {
+    const uint32_t lo = uint32_t(std::min(old_bits, new_bits)) & 0xFu;
+    return lo == 7u || lo == 8u || lo == 15u || int((old_bits >> 7) & 0xFFu) < e_floor;
+  }
 
   // theta at i went from old_bits to new_bits: keep its fp8 byte current.
   void requant(RowCursor& rc, int64_t i, uint16_t old_bits, uint16_t new_bits) {
@@ -66,34 +89,50 @@ struct Applier {
     return ref::update_bf16_one(a.master[i], pp.pid, i - pp.offset, rc.dist, rc.terms, rc.nterms, rc.sr_seed);
   }
 
-  // Elements [4 j0, 4 j1) by code byte; returns the exceptions recomputed.
-  int64_t bytes(int64_t j0, int64_t j1, bool recompute_exc) {
+  // One changed element i with code c (1 up, 2 down, 3 exception); returns 1 if recomputed.
+  int element(RowCursor& rc, int64_t& p, int64_t i, uint32_t c, bool recompute_exc) {
+    const uint16_t old = a.master[i];
+    uint16_t nw;
+    int rec = 0;
+    if (c == kDeltaUp) nw = uint16_t(old + 1u);
+    else if (c == kDeltaDown) nw = uint16_t(old - 1u);
+    else if (recompute_exc) nw = recompute(i, p), rec = 1;
+    else return 0;  // the list's
+    a.master[i] = nw;
+    if (nw != old && (rec || may_requant(old, nw))) requant(rc, i, old, nw);  // a recomputed one may jump
+    return rec;
+  }
+
+  // Code words [w0, w1) (32 elements each, inside the block); returns the exceptions recomputed.
+  // A nonzero word is walked by its set bits, so only changed elements cost anything.
+  int64_t words(int64_t w0, int64_t w1, bool recompute_exc) {
     RowCursor rc{a.copy};
     int64_t p = -1, recomputed = 0;
-    for (int64_t j = j0; j < j1;) {
-      if (j % 8 == 0 && j + 8 <= j1) {
-        uint64_t cw;
-        std::memcpy(&cw, a.codes + j, 8);
-        if (cw == 0) {
-          j += 8;
-          continue;
-        }
+    for (int64_t w = w0; w < w1; ++w) {
+      uint64_t cw;
+      std::memcpy(&cw, a.codes + 8 * w, 8);
+      if (w + kAhead < w1) {  // Note [Host fp8-site apply]: the master line of a changed word ahead
+        uint64_t fw;
+        std::memcpy(&fw, a.codes + 8 * (w + kAhead), 8);
+        if (fw != 0) __builtin_prefetch(a.master + 32 * (w + kAhead), 1);
       }
-      const uint32_t byte = a.codes[j];
-      for (int e = 0; byte != 0 && e < 4; ++e) {
-        const uint32_t c = (byte >> (2 * e)) & 3u;
-        const int64_t i = 4 * j + e;
-        if (c == 0 || i >= a.n) continue;
-        const uint16_t old = a.master[i];
-        uint16_t nw;
-        if (c == kDeltaUp) nw = uint16_t(old + 1u);
-        else if (c == kDeltaDown) nw = uint16_t(old - 1u);
-        else if (recompute_exc) nw = recompute(i, p), ++recomputed;
-        else continue;  // the list's
-        a.master[i] = nw;
-        if (nw != old) requant(rc, i, old, nw);
+      while (cw != 0) {
+        const int e = __builtin_ctzll(cw) >> 1;
+        const uint32_t c = uint32_t(cw >> (2 * e)) & 3u;
+        cw &= ~(uint64_t(3) << (2 * e));
+        recomputed += element(rc, p, 32 * w + e, c, recompute_exc);
       }
-      ++j;
+    }
+    return recomputed;
+  }
+
+  // The last (n % 32) elements, byte by byte.
+  int64_t tail(int64_t from, bool recompute_exc) {
+    RowCursor rc{a.copy};
+    int64_t p = -1, recomputed = 0;
+    for (int64_t i = from; i < a.n; ++i) {
+      const uint32_t c = (a.codes[i >> 2] >> (2 * (i & 3))) & 3u;
+      if (c != 0) recomputed += element(rc, p, i, c, recompute_exc);
     }
     return recomputed;
   }
@@ -109,20 +148,28 @@ ApplyFp8Result apply_fp8_delta_host(const ApplyFp8DeltaArgs& a) {
   ZOFF_CHECK(!recompute || a.recompute != nullptr, "apply_fp8_delta: ", a.count,
              " exceptions overflowed a list of ", a.capacity, " and no recompute information was given");
   Applier ap{a, {}, {}};
+  int kmax = -126;
+  for (int64_t r = 0; r < a.copy.rows; ++r) kmax = std::max(kmax, scale_exp(a.copy.scales[r]));
+  ap.e_floor = kmax + 127 - 6;
   ApplyFp8Result res;
   res.exceptions = a.count;
-  const int64_t nbytes = (a.n + 3) / 4;
+  const int64_t nwords = a.n / 32;
   std::atomic<int64_t> recomputed{0};
-  tbb::parallel_for(tbb::blocked_range<int64_t>(0, (nbytes + 7) / 8, kGrainWords), [&](const tbb::blocked_range<int64_t>& r) {
-    const int64_t n = ap.bytes(8 * r.begin(), std::min(nbytes, 8 * r.end()), recompute);
+  tbb::parallel_for(tbb::blocked_range<int64_t>(0, nwords, kGrainWords), [&](const tbb::blocked_range<int64_t>& r) {
+    const int64_t n = ap.words(r.begin(), r.end(), recompute);
     if (n) recomputed += n;
   });
+  recomputed += ap.tail(32 * nwords, recompute);
   res.recomputed = recomputed.load();
   if (!recompute) {
     std::atomic<int64_t> bad{-1};
     tbb::parallel_for(tbb::blocked_range<int64_t>(0, a.count, kGrainEntries), [&](const tbb::blocked_range<int64_t>& r) {
       RowCursor rc{a.copy};
       for (int64_t s = r.begin(); s < r.end(); ++s) {
+        if (s + kAhead < r.end()) {  // entries land anywhere: fetch the master and code lines ahead
+          const uint32_t j = a.list[s + kAhead].index;
+          if (j < a.n) __builtin_prefetch(a.master + j, 1), __builtin_prefetch(a.codes + (j >> 2), 0);
+        }
         const Fp8Entry e = a.list[s];
         const int64_t i = e.index;
         if (i >= a.n || ((a.codes[i >> 2] >> (2 * (i & 3))) & 3u) != kDeltaException) {

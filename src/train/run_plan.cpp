@@ -63,6 +63,12 @@ PlannerInput planner_input(const Model& m, const RunConfig& cfg) {
     for (auto& p : g.params)
       if (p.shape.size() == 2) big = std::max(big, p.numel);
   in.scratch_bytes = big * cb;
+  // The mirror buffer of Note [Mirror forwards] (trainer.cpp), on for fp8 transfers at the GPU site.
+  if (pol.offload && fp8_gpu_site(pol)) {
+    int64_t group = 0;
+    for (auto& g : m.groups()) group = std::max(group, g.numel);
+    in.scratch_bytes += group * cb;
+  }
   int64_t block_transient = (6 * H + 2 * s.ffn_dim) * B * T * cb;
 #if !(defined(TORCH_VERSION_MAJOR) && TORCH_VERSION_MAJOR >= 2)
   block_transient += B * s.num_heads * T * T * 4;

@@ -220,8 +220,10 @@ Trainer::Trainer(RunConfig cfg) : cfg_(std::move(cfg)), impl_(std::make_unique<I
                                  : make_resident_engine(m, init, eo);
   I.zo = std::make_unique<ZoStep>(m, I.opt.get(), I.compute(), I.device);
   // Note [Mirror forwards]: one z generation for both MeZO forwards, at the price of a group-sized
-  // buffer: worth it where weights are resident (compute-bound), not under a streaming budget.
-  I.zo->set_mirror(!cfg_.policy.offload);
+  // buffer: worth it where the step is compute-bound: weights resident, or fp8 transfers at the
+  // GPU site (half the bytes, and the update kernel on the device: Note [fp8 at the GPU site]),
+  // not under a bf16 streaming budget.
+  I.zo->set_mirror(!cfg_.policy.offload || fp8_gpu_site(cfg_.policy));
   log::info("model: {} ({} parameters, {} layers); {}; set up in {:.1f} s", arch_name(m.spec().arch),
             m.num_params(), m.num_layers(), I.engine->describe(),
             std::chrono::duration<double>(std::chrono::steady_clock::now() - setup_t0).count());
