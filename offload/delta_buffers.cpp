@@ -6,6 +6,8 @@
 #include <cstring>
 #include <string>
 
+#include <c10/core/InferenceMode.h>
+
 #include "kernels/host/zo_host.h"
 #include "src/optim/device_dispatch.h"
 #include "zoff/error.h"
@@ -152,6 +154,9 @@ void* DeltaBuffers::host_codes(int b) const {
 size_t DeltaBuffers::code_bytes(int b) const { return size_t((store_.numel(b) + 3) / 4); }
 
 void DeltaBuffers::prepare_slot(int k) {
+  // Runs on a stream's thread (HostStreamDevice), where the caller's InferenceMode does not reach:
+  // an engine built under InferenceMode (bench_precision) has inference-tensor counters.
+  c10::InferenceMode guard;
   counters_.narrow(0, 2 * k, 2).zero_();
   if (staged_) slot_codes_.narrow(0, int64_t(k) * slot_stride_, slot_stride_).zero_();
 }
