@@ -49,7 +49,10 @@ namespace zoff::k {
 // exception of that block from the update's seeds (Fp8Recompute), slower but exact.
 // The host apply also keeps the fp8 copy current: each changed element is re-packed with its row's
 // scale (fp8 bytes are written only where they change); an element that outgrows its row's range
-// (|theta| / 2^k >= 512) makes the whole row re-packed with a new scale.
+// (|theta| / 2^k >= 512) makes the whole row re-packed with a new scale. All-zero rows are packed
+// with the smallest scale, 2^-126, so that their first nonzero value re-packs them (session 9:
+// dummy weights' zero biases under scale 1 kept every later bias value at fp8 zero, and their
+// scale 2^0 made the block's largest scale, which disabled the apply's re-pack filter).
 
 struct Fp8Entry {
   uint32_t index;   // element index in the list's index space (index_base + i)
@@ -183,6 +186,7 @@ struct ApplyFp8DeltaArgs {
   int64_t capacity;
   const Fp8Recompute* recompute;  // used when count > capacity (required then)
   Fp8Copy copy;
+  bool force_scalar = false;      // the portable word loop even where AVX2 exists (tests)
 };
 struct ApplyFp8Result {
   int64_t exceptions = 0;

@@ -8,7 +8,12 @@
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 #include "kernels/fp8_site.h"
+#include "kernels/host/zo_host.h"
 #include "zoff/error.h"
 
 namespace zoff::k {
@@ -45,6 +50,44 @@ struct RowCursor {
 };
 
 int scale_exp(float s) { return int((f32_bits(s) >> 23) & 0xFFu) - 127; }
+
+#if defined(__x86_64__)
+// Note [Vector fp8-site apply]: one code word's 32 masters at once, as words_avx2 of Note [Host
+// apply_delta] (the word broadcast, vpshufb puts element e's code byte in its 16-bit lane, two
+// compares give the up and down lanes), then the may_requant test on all 32 lanes: up lanes whose
+// new low 4 bits are 8, 9 or 0, down lanes whose new low 4 bits are 7, 8 or 15, and any changed
+// lane whose exponent field is below e_floor. Returns those lanes as a 64-bit movemask (bits 2j
+// and 2j + 1 for element j); only they take the scalar re-pack.
+__attribute__((target("avx2"))) uint64_t word_avx2(uint16_t* m, uint64_t cw, int e_floor) {
+  const __m256i sel0 = _mm256_setr_epi8(0, -128, 0, -128, 0, -128, 0, -128, 1, -128, 1, -128, 1, -128, 1, -128,  //
+                                        2, -128, 2, -128, 2, -128, 2, -128, 3, -128, 3, -128, 3, -128, 3, -128);
+  const __m256i sel1 = _mm256_add_epi16(sel0, _mm256_set1_epi16(4));
+  const __m256i lane = _mm256_setr_epi16(3, 12, 48, 192, 3, 12, 48, 192, 3, 12, 48, 192, 3, 12, 48, 192);
+  const __m256i upc = _mm256_setr_epi16(1, 4, 16, 64, 1, 4, 16, 64, 1, 4, 16, 64, 1, 4, 16, 64);
+  const __m256i downc = _mm256_add_epi16(upc, upc);
+  const __m256i c = _mm256_set1_epi64x((long long)cw);
+  const __m256i f15 = _mm256_set1_epi16(15), ef = _mm256_set1_epi16(short(e_floor));
+  uint64_t out = 0;
+  for (int h = 0; h < 2; ++h) {
+    const __m256i ci = _mm256_and_si256(_mm256_shuffle_epi8(c, h ? sel1 : sel0), lane);
+    const __m256i up = _mm256_cmpeq_epi16(ci, upc), down = _mm256_cmpeq_epi16(ci, downc);
+    __m256i* p = reinterpret_cast<__m256i*>(m + 16 * h);
+    const __m256i n = _mm256_add_epi16(_mm256_sub_epi16(_mm256_loadu_si256(p), up), down);
+    _mm256_storeu_si256(p, n);
+    const __m256i lo = _mm256_and_si256(n, f15);
+    const __m256i lo8 = _mm256_cmpeq_epi16(lo, _mm256_set1_epi16(8));
+    const __m256i cu = _mm256_and_si256(up, _mm256_or_si256(_mm256_or_si256(lo8, _mm256_cmpeq_epi16(lo, _mm256_set1_epi16(9))),
+                                                            _mm256_cmpeq_epi16(lo, _mm256_setzero_si256())));
+    const __m256i cd = _mm256_and_si256(down, _mm256_or_si256(_mm256_or_si256(lo8, _mm256_cmpeq_epi16(lo, _mm256_set1_epi16(7))),
+                                                              _mm256_cmpeq_epi16(lo, f15)));
+    const __m256i ex = _mm256_and_si256(_mm256_srli_epi16(n, 7), _mm256_set1_epi16(0xFF));
+    const __m256i small = _mm256_and_si256(_mm256_or_si256(up, down), _mm256_cmpgt_epi16(ef, ex));
+    const __m256i cand = _mm256_or_si256(_mm256_or_si256(cu, cd), small);
+    out |= uint64_t(uint32_t(_mm256_movemask_epi8(cand))) << (32 * h);
+  }
+  return out;
+}
+#endif
 
 struct Applier {
   const ApplyFp8DeltaArgs& a;
@@ -126,6 +169,32 @@ struct Applier {
     return recomputed;
   }
 
+  // words() with the vector word (Note [Vector fp8-site apply]); exceptions left to the list or,
+  // when recomputing, walked after the vector update of their word.
+#if defined(__x86_64__)
+  __attribute__((target("avx2"))) int64_t words_vec(int64_t w0, int64_t w1, bool recompute_exc) {
+    RowCursor rc{a.copy};
+    int64_t p = -1, recomputed = 0;
+    for (int64_t w = w0; w < w1; ++w) {
+      uint64_t cw;
+      std::memcpy(&cw, a.codes + 8 * w, 8);
+      if (cw == 0) continue;
+      uint16_t* m = a.master + 32 * w;
+      for (uint64_t mm = word_avx2(m, cw, e_floor) & 0x5555555555555555ull; mm != 0; mm &= mm - 1) {
+        const int j = __builtin_ctzll(mm) >> 1;
+        const uint16_t nw = m[j];
+        const uint16_t old = ((cw >> (2 * j)) & 3u) == kDeltaUp ? uint16_t(nw - 1u) : uint16_t(nw + 1u);
+        requant(rc, 32 * w + j, old, nw);
+      }
+      if (recompute_exc) {
+        const uint64_t exc = cw & (cw >> 1) & 0x5555555555555555ull;  // code 3 lanes
+        for (uint64_t e = exc; e != 0; e &= e - 1) recomputed += element(rc, p, 32 * w + (__builtin_ctzll(e) >> 1), 3u, true);
+      }
+    }
+    return recomputed;
+  }
+#endif
+
   // The last (n % 32) elements, byte by byte.
   int64_t tail(int64_t from, bool recompute_exc) {
     RowCursor rc{a.copy};
@@ -155,8 +224,18 @@ ApplyFp8Result apply_fp8_delta_host(const ApplyFp8DeltaArgs& a) {
   res.exceptions = a.count;
   const int64_t nwords = a.n / 32;
   std::atomic<int64_t> recomputed{0};
+  bool vec = false;
+#if defined(__x86_64__)
+  const HostIsa isa = host_isa_auto();
+  vec = !a.force_scalar && (isa == HostIsa::Avx2 || isa == HostIsa::Avx512);
+#endif
   tbb::parallel_for(tbb::blocked_range<int64_t>(0, nwords, kGrainWords), [&](const tbb::blocked_range<int64_t>& r) {
-    const int64_t n = ap.words(r.begin(), r.end(), recompute);
+    int64_t n = 0;
+#if defined(__x86_64__)
+    if (vec) n = ap.words_vec(r.begin(), r.end(), recompute);
+    else
+#endif
+      n = ap.words(r.begin(), r.end(), recompute);
     if (n) recomputed += n;
   });
   recomputed += ap.tail(32 * nwords, recompute);

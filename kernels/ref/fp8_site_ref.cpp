@@ -45,8 +45,11 @@ void pack_fp8_exact(const uint16_t* src, int64_t rows, int64_t cols, uint8_t* ds
                         const uint16_t* x = src + r * cols;
                         float amax = 0.0f;
                         for (int64_t c = 0; c < cols; ++c) amax = std::max(amax, std::fabs(bf16_bits_to_f32(x[c])));
-                        // bf16 magnitudes are below 2^128, so k <= 120; tiny rows clamp at 2^-126.
-                        const int k = std::clamp(fp8_exact_scale_exp(amax), -126, 126);
+                        // bf16 magnitudes are below 2^128, so k <= 120; tiny rows clamp at 2^-126. An
+                        // all-zero row (a zero-initialised bias) gets 2^-126 too: its first nonzero
+                        // value outgrows that range, so the host apply re-packs the row with a scale
+                        // fitted to its values, instead of leaving them to round to 0 under scale 1.
+                        const int k = amax > 0.0f ? std::clamp(fp8_exact_scale_exp(amax), -126, 126) : -126;
                         scales[r] = pow2f(k);
                         const float inv = pow2f(-k);
                         for (int64_t c = 0; c < cols; ++c) dst[r * cols + c] = e4m3_exact_bits(mul_rn(bf16_bits_to_f32(x[c]), inv));

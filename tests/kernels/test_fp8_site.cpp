@@ -279,5 +279,72 @@ TEST(Fp8Site, OutgrownRowIsRescaled) {
   EXPECT_THROW(apply_fp8_delta_host(ap), Error);
 }
 
+// An all-zero row (a zero-initialised bias) is packed with scale 2^-126, so its first nonzero value
+// outgrows the row and re-packs it with a scale that represents it (not fp8 zero under scale 1).
+TEST(Fp8Site, ZeroRowIsRescaledByItsFirstValue) {
+  Block b;
+  std::vector<uint16_t> master(size_t(b.n), 0);
+  std::vector<uint8_t> q;
+  std::vector<float> sc;
+  pack_block(b, master, q, sc);
+  const int64_t r = 3, i = b.row_start[size_t(r)] + 2;
+  EXPECT_EQ(sc[size_t(r)], std::ldexp(1.0f, -126));
+  std::vector<uint8_t> codes(size_t((b.n + 3) / 4), 0);
+  codes[size_t(i / 4)] = uint8_t(kDeltaException << (2 * (i % 4)));
+  std::vector<Fp8Entry> list{Fp8Entry{uint32_t(i), 0u, 1e-4f, 0u}};
+  ApplyFp8DeltaArgs ap{};
+  ap.master = master.data();
+  ap.codes = codes.data();
+  ap.n = b.n;
+  ap.list = list.data();
+  ap.count = 1;
+  ap.capacity = 1;
+  ap.copy = Fp8Copy{q.data(), sc.data(), b.row_start.data(), b.rows()};
+  EXPECT_EQ(apply_fp8_delta_host(ap).rescaled_rows, 1);
+  EXPECT_GT(f(master[size_t(i)]), 0.0f);
+  EXPECT_NE(q[size_t(i)], 0) << "the new value must be represented in fp8";
+  EXPECT_NEAR(e4m3_bits_to_f32(q[size_t(i)]) * sc[size_t(r)], f(master[size_t(i)]), f(master[size_t(i)]) / 16);
+  check_copy(b, master, q, sc);
+}
+
+// The vector word path (AVX2) and the portable one leave the same master and fp8 copy.
+TEST(Fp8Site, VectorAndScalarAppliesAgree) {
+  Block b;
+  std::mt19937 rng(9);
+  std::normal_distribution<float> nd(0.0f, 0.02f);
+  std::uniform_int_distribution<int> pick(0, 99);
+  std::vector<uint16_t> m0(size_t(b.n), 0);
+  for (int64_t i = 0; i < b.n; ++i) m0[size_t(i)] = bf16(i % 50 == 0 ? nd(rng) * 1e-4f : nd(rng));
+  std::vector<uint8_t> codes(size_t((b.n + 3) / 4), 0);
+  for (int64_t i = 0; i < b.n; ++i) {
+    const int x = pick(rng);
+    const uint32_t c = x < 20 ? kDeltaUp : x < 40 ? kDeltaDown : 0u;
+    if (f(m0[size_t(i)]) != 0.0f) codes[size_t(i / 4)] |= uint8_t(c << (2 * (i % 4)));
+  }
+  std::vector<uint8_t> q0;
+  std::vector<float> s0;
+  pack_block(b, m0, q0, s0);
+  std::vector<uint16_t> ma = m0, mb = m0;
+  std::vector<uint8_t> qa = q0, qb = q0;
+  std::vector<float> sa = s0, sb = s0;
+  for (int v = 0; v < 2; ++v) {
+    ApplyFp8DeltaArgs ap{};
+    ap.master = v ? mb.data() : ma.data();
+    ap.codes = codes.data();
+    ap.n = b.n;
+    ap.list = nullptr;
+    ap.count = 0;
+    ap.capacity = 0;
+    ap.copy = Fp8Copy{v ? qb.data() : qa.data(), v ? sb.data() : sa.data(), b.row_start.data(), b.rows()};
+    ap.force_scalar = v == 1;
+    apply_fp8_delta_host(ap);
+  }
+  EXPECT_EQ(ma, mb);
+  EXPECT_EQ(qa, qb);
+  EXPECT_EQ(sa, sb);
+  check_copy(b, ma, qa, sa);
+  EXPECT_NE(ma, m0);
+}
+
 }  // namespace
 }  // namespace zoff::k
