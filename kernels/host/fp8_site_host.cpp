@@ -178,6 +178,11 @@ struct Applier {
     for (int64_t w = w0; w < w1; ++w) {
       uint64_t cw;
       std::memcpy(&cw, a.codes + 8 * w, 8);
+      if (w + kAhead < w1) {  // as words()
+        uint64_t fw;
+        std::memcpy(&fw, a.codes + 8 * (w + kAhead), 8);
+        if (fw != 0) __builtin_prefetch(a.master + 32 * (w + kAhead), 1);
+      }
       if (cw == 0) continue;
       uint16_t* m = a.master + 32 * w;
       for (uint64_t mm = word_avx2(m, cw, e_floor) & 0x5555555555555555ull; mm != 0; mm &= mm - 1) {
