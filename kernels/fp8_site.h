@@ -169,14 +169,26 @@ struct Fp8RecomputeRecipe {
 
 // The block's fp8 copy as the host apply keeps it current: row r covers the elements
 // [row_start[r], row_start[r + 1]); scales are the block's row scales (powers of two).
+struct Fp8RowSegment {
+  int64_t offset;  // first element
+  int64_t row0;    // its row
+  int64_t cols;    // elements per row
+};
 struct Fp8Copy {
   uint8_t* q;
   float* scales;
   const int64_t* row_start;  // rows + 1 entries
   int64_t rows;
+  // Optional: the rows as runs of equal length, in order (a block has a few dozen), so that an
+  // element's row is a short scan and one division instead of a binary search over row_start.
+  const Fp8RowSegment* segs = nullptr;
+  int nsegs = 0;
 };
 
 // Applies one block's fp8-site delta to its bf16 master and fp8 copy.
+// Fp8Copy::segs of rows described by row_start (rows + 1 entries).
+std::vector<Fp8RowSegment> fp8_row_segments(const int64_t* row_start, int64_t rows);
+
 struct ApplyFp8DeltaArgs {
   uint16_t* master;      // n bf16 elements
   const uint8_t* codes;  // (n + 3) / 4 bytes (left as they are)

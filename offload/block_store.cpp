@@ -27,6 +27,7 @@ BlockStore::BlockStore(std::vector<BlockDesc> blocks, BlockStoreOptions opts)
              "BlockStore: exponent-exact fp8 copies need fp8 transfers of bf16 masters");
   const int n = num_blocks();
   row_starts_.resize(size_t(n));
+  row_segments_.resize(size_t(n));
   layouts_.reserve(size_t(n));
   bool copies = false;
   for (int b = 0; b < n; ++b) {
@@ -40,6 +41,7 @@ BlockStore::BlockStore(std::vector<BlockDesc> blocks, BlockStoreOptions opts)
       for (const RowSegment& s : d.segments.empty() ? std::vector<RowSegment>{{1, d.numel}} : d.segments)
         for (int64_t r = 0; r < s.rows; ++r, off += s.cols) rs.push_back(off);
       rs.push_back(off);
+      row_segments_[size_t(b)] = k::fp8_row_segments(rs.data(), int64_t(rs.size()) - 1);
     }
   }
   // Note [Host memory check]: anonymous pages are only claimed when touched, so a store larger than

@@ -5,6 +5,7 @@
 
 #include <vector>
 
+#include "kernels/fp8_site.h"
 #include "offload/host_memory.h"
 #include "offload/transfer_layout.h"
 #include "zoff/policy.h"
@@ -62,6 +63,8 @@ class BlockStore {
   bool fp8_exact() const { return opts_.fp8_exact; }
   // fp8 transfers: where each row of block b starts (rows + 1 entries, the last numel(b)).
   const std::vector<int64_t>& row_starts(int b) const { return row_starts_[size_t(check(b))]; }
+  // The same rows as runs of equal length (k::Fp8Copy::segs).
+  const std::vector<k::Fp8RowSegment>& row_segments(int b) const { return row_segments_[size_t(check(b))]; }
 
   bool all_pinned() const;
   int64_t host_bytes() const;  // masters + transfer copies
@@ -77,6 +80,7 @@ class BlockStore {
   std::vector<at::Tensor> master_views_;
   std::vector<at::Tensor> transfer_views_;
   std::vector<std::vector<int64_t>> row_starts_;  // per block; fp8 transfers only
+  std::vector<std::vector<k::Fp8RowSegment>> row_segments_;
   int64_t allocations_ = 0;
 };
 

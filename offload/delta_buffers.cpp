@@ -206,8 +206,9 @@ int64_t DeltaBuffers::apply_fp8(int b, int i, int64_t count) {
   a.count = count;
   a.capacity = cap;
   a.recompute = &rc;
+  const std::vector<k::Fp8RowSegment>& segs = store_.row_segments(b);
   a.copy = k::Fp8Copy{static_cast<uint8_t*>(store_.transfer_data(b)), store_.transfer_scales(b), rows.data(),
-                      int64_t(rows.size()) - 1};
+                      int64_t(rows.size()) - 1, segs.data(), int(segs.size())};
   k::ApplyFp8Result r;
   if (arena_) arena_->execute([&] { r = k::apply_fp8_delta_host(a); });
   else r = k::apply_fp8_delta_host(a);

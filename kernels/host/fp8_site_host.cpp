@@ -44,6 +44,12 @@ struct RowCursor {
   int64_t at(int64_t i) {
     if (i >= c.row_start[r] && i < c.row_start[r + 1]) return r;
     if (r + 2 <= c.rows && i >= c.row_start[r + 1] && i < c.row_start[r + 2]) return ++r;  // the next row
+    if (c.segs != nullptr) {  // a far jump (list entries): the segment, then a division
+      int j = c.nsegs - 1;
+      while (j > 0 && c.segs[j].offset > i) --j;
+      r = c.segs[j].row0 + (i - c.segs[j].offset) / c.segs[j].cols;
+      return r;
+    }
     r = int64_t(std::upper_bound(c.row_start, c.row_start + c.rows + 1, i) - c.row_start) - 1;
     return r;
   }
@@ -102,6 +108,7 @@ struct Applier {
   // subnormal (bf16 exponent field below e_floor: the largest row scale 2^kmax times 2^-6) are
   // always re-packed.
   int e_floor = 0;
+  std::atomic<int64_t> exc_seen{0};  // code-3 lanes in the codes (checked against the count)
   bool may_requant(uint16_t old_bits, uint16_t new_bits) const {
     const uint32_t lo = uint32_t(std::min(old_bits, new_bits)) & 0xFu;
     return lo == 7u || lo == 8u || lo == 15u || int((old_bits >> 7) & 0xFFu) < e_floor;
@@ -150,10 +157,16 @@ struct Applier {
   // A nonzero word is walked by its set bits, so only changed elements cost anything.
   int64_t words(int64_t w0, int64_t w1, bool recompute_exc) {
     RowCursor rc{a.copy};
-    int64_t p = -1, recomputed = 0;
+    int64_t p = -1, recomputed = 0, exc = 0;
+    struct Count {  // exceptions seen, published once per range
+      std::atomic<int64_t>& to;
+      int64_t& n;
+      ~Count() { to += n; }
+    } count{exc_seen, exc};
     for (int64_t w = w0; w < w1; ++w) {
       uint64_t cw;
       std::memcpy(&cw, a.codes + 8 * w, 8);
+      exc += __builtin_popcountll(cw & (cw >> 1) & 0x5555555555555555ull);
       if (w + kAhead < w1) {  // Note [Host fp8-site apply]: the master line of a changed word ahead
         uint64_t fw;
         std::memcpy(&fw, a.codes + 8 * (w + kAhead), 8);
@@ -174,10 +187,11 @@ struct Applier {
 #if defined(__x86_64__)
   __attribute__((target("avx2"))) int64_t words_vec(int64_t w0, int64_t w1, bool recompute_exc) {
     RowCursor rc{a.copy};
-    int64_t p = -1, recomputed = 0;
+    int64_t p = -1, recomputed = 0, exc = 0;
     for (int64_t w = w0; w < w1; ++w) {
       uint64_t cw;
       std::memcpy(&cw, a.codes + 8 * w, 8);
+      exc += __builtin_popcountll(cw & (cw >> 1) & 0x5555555555555555ull);
       if (w + kAhead < w1) {  // as words()
         uint64_t fw;
         std::memcpy(&fw, a.codes + 8 * (w + kAhead), 8);
@@ -196,6 +210,7 @@ struct Applier {
         for (uint64_t e = exc; e != 0; e &= e - 1) recomputed += element(rc, p, 32 * w + (__builtin_ctzll(e) >> 1), 3u, true);
       }
     }
+    exc_seen += exc;
     return recomputed;
   }
 #endif
@@ -206,6 +221,7 @@ struct Applier {
     int64_t p = -1, recomputed = 0;
     for (int64_t i = from; i < a.n; ++i) {
       const uint32_t c = (a.codes[i >> 2] >> (2 * (i & 3))) & 3u;
+      if (c == kDeltaException) ++exc_seen;
       if (c != 0) recomputed += element(rc, p, i, c, recompute_exc);
     }
     return recomputed;
@@ -221,7 +237,7 @@ ApplyFp8Result apply_fp8_delta_host(const ApplyFp8DeltaArgs& a) {
   const bool recompute = a.count > a.capacity;
   ZOFF_CHECK(!recompute || a.recompute != nullptr, "apply_fp8_delta: ", a.count,
              " exceptions overflowed a list of ", a.capacity, " and no recompute information was given");
-  Applier ap{a, {}, {}};
+  Applier ap{a, {}, {}, 0, {0}};
   int kmax = -126;
   for (int64_t r = 0; r < a.copy.rows; ++r) kmax = std::max(kmax, scale_exp(a.copy.scales[r]));
   ap.e_floor = kmax + 127 - 6;
@@ -245,6 +261,8 @@ ApplyFp8Result apply_fp8_delta_host(const ApplyFp8DeltaArgs& a) {
   });
   recomputed += ap.tail(32 * nwords, recompute);
   res.recomputed = recomputed.load();
+  ZOFF_CHECK(ap.exc_seen.load() == a.count, "apply_fp8_delta: the codes mark ", ap.exc_seen.load(),
+             " exceptions but the device counted ", a.count, " (codes and list do not belong together)");
   if (!recompute) {
     std::atomic<int64_t> bad{-1};
     tbb::parallel_for(tbb::blocked_range<int64_t>(0, a.count, kGrainEntries), [&](const tbb::blocked_range<int64_t>& r) {
@@ -256,7 +274,7 @@ ApplyFp8Result apply_fp8_delta_host(const ApplyFp8DeltaArgs& a) {
         }
         const Fp8Entry e = a.list[s];
         const int64_t i = e.index;
-        if (i >= a.n || ((a.codes[i >> 2] >> (2 * (i & 3))) & 3u) != kDeltaException) {
+        if (i >= a.n) {
           bad = s;
           continue;
         }
@@ -267,7 +285,7 @@ ApplyFp8Result apply_fp8_delta_host(const ApplyFp8DeltaArgs& a) {
       }
     });
     ZOFF_CHECK(bad.load() < 0, "apply_fp8_delta: list entry ", bad.load(), " names element ", a.list[bad.load()].index,
-               ", which is outside the block (", a.n, " elements) or not marked as an exception");
+               ", which is outside the block (", a.n, " elements)");
   }
   // Rows an element outgrew: a new power-of-two scale and a fresh pack of the whole row.
   std::sort(ap.grow.begin(), ap.grow.end());
@@ -278,6 +296,17 @@ ApplyFp8Result apply_fp8_delta_host(const ApplyFp8DeltaArgs& a) {
   }
   res.rescaled_rows = int64_t(ap.grow.size());
   return res;
+}
+
+std::vector<Fp8RowSegment> fp8_row_segments(const int64_t* row_start, int64_t rows) {
+  std::vector<Fp8RowSegment> out;
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t len = row_start[r + 1] - row_start[r];
+    if (out.empty() || out.back().cols != len ||
+        out.back().offset + (r - out.back().row0) * out.back().cols != row_start[r])
+      out.push_back(Fp8RowSegment{row_start[r], r, len});
+  }
+  return out;
 }
 
 }  // namespace zoff::k

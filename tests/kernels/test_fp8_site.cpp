@@ -220,7 +220,9 @@ void run_case(const Case& cs) {
   ap.count = int64_t(count);
   ap.capacity = cs.capacity;
   ap.recompute = &rec;
+  const std::vector<Fp8RowSegment> segs = fp8_row_segments(b.row_start.data(), b.rows());
   ap.copy = Fp8Copy{q.data(), sc.data(), b.row_start.data(), b.rows()};
+  if (cs.nterms != 1) ap.copy.segs = segs.data(), ap.copy.nsegs = int(segs.size());  // both row lookups
   const ApplyFp8Result res = apply_fp8_delta_host(ap);
   int64_t changed = 0;
   for (int64_t i = 0; i < b.n; ++i) {
@@ -243,6 +245,19 @@ TEST(Fp8Site, UpdateThenApplyEqualsZoUpdateThreeTerms) { run_case({Dist::Gaussia
 TEST(Fp8Site, UpdateThenApplyEqualsZoUpdateRademacher) { run_case({Dist::Rademacher, 2, 5e-6f, 1 << 16}); }
 TEST(Fp8Site, ListOverflowRecomputesFromSeeds) { run_case({Dist::Gaussian, 1, 2e-6f, 0}); }
 TEST(Fp8Site, PartialListOverflowRecomputes) { run_case({Dist::Gaussian, 1, 2e-6f, 3}); }
+
+// Row segments: runs of equal-length rows; every element maps to the row row_start says.
+TEST(Fp8Site, RowSegmentsDescribeTheRows) {
+  Block b;
+  const std::vector<Fp8RowSegment> segs = fp8_row_segments(b.row_start.data(), b.rows());
+  EXPECT_LT(segs.size(), size_t(b.rows()));
+  for (int64_t r = 0; r < b.rows(); ++r)
+    for (int64_t i = b.row_start[size_t(r)]; i < b.row_start[size_t(r) + 1]; ++i) {
+      size_t j = segs.size() - 1;
+      while (j > 0 && segs[j].offset > i) --j;
+      ASSERT_EQ(segs[j].row0 + (i - segs[j].offset) / segs[j].cols, r) << "element " << i;
+    }
+}
 
 // An element that outgrows its row's range gets the row a new scale and a fresh pack.
 TEST(Fp8Site, OutgrownRowIsRescaled) {
