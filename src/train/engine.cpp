@@ -224,16 +224,22 @@ class OffloadEngine : public Engine {
     opt.clear_pending();
   }
 
-  // Note [fp8 at the GPU site]: the device has no master to update for streamed fp8 blocks, so a
-  // flush updates their host masters directly (host kernels, bit for bit what the device's delta
-  // would have left) and re-packs their fp8 copies; resident groups update on the device.
-  void flush_fp8(ZoOptimizer& opt) {
+  // Enqueues opt's pending update of the groups that live on the device: embed, head and the
+  // resident blocks (flushes of the sites whose streamed blocks are updated elsewhere).
+  void update_device_groups(ZoOptimizer& opt) {
     dev_->launch(StreamId::Compute, [&] {
       opt.apply_update(m_.group(m_.embed_group()), embed_);
       for (int b = 0; b < m_.num_layers(); ++b)
         if (resident_->is_resident(b)) opt.apply_update(m_.group(m_.layer_group(b)), resident_->buffer(b));
       opt.apply_update(m_.group(m_.head_group()), head_);
     }, -1);
+  }
+
+  // Note [fp8 at the GPU site]: the device has no master to update for streamed fp8 blocks, so a
+  // flush updates their host masters directly (host kernels, bit for bit what the device's delta
+  // would have left) and re-packs their fp8 copies; resident groups update on the device.
+  void flush_fp8(ZoOptimizer& opt) {
+    update_device_groups(opt);
     for (int b : plan_.streamed) {
       opt.apply_update(m_.group(m_.layer_group(b)), store_->view(b));
       store_->refresh_transfer_copy(b);
@@ -341,12 +347,7 @@ class OffloadEngine : public Engine {
   void flush_deferred(ZoOptimizer& opt) {
     if (!opt.pending().empty()) {
       deferred_->push(opt, opt.pending());
-      dev_->launch(StreamId::Compute, [&] {
-        opt.apply_update(m_.group(m_.embed_group()), embed_);
-        for (int b = 0; b < m_.num_layers(); ++b)
-          if (resident_->is_resident(b)) opt.apply_update(m_.group(m_.layer_group(b)), resident_->buffer(b));
-        opt.apply_update(m_.group(m_.head_group()), head_);
-      }, -1);
+      update_device_groups(opt);
       dev_->synchronize_all();
     }
     deferred_->drain();

@@ -246,6 +246,25 @@ TEST(Fp8Site, UpdateThenApplyEqualsZoUpdateRademacher) { run_case({Dist::Rademac
 TEST(Fp8Site, ListOverflowRecomputesFromSeeds) { run_case({Dist::Gaussian, 1, 2e-6f, 0}); }
 TEST(Fp8Site, PartialListOverflowRecomputes) { run_case({Dist::Gaussian, 1, 2e-6f, 3}); }
 
+// Apply arguments for one exception at element i (code 3, an entry with acc and r16 = 0).
+struct OneEntry {
+  std::vector<uint8_t> codes;
+  std::vector<Fp8Entry> list;
+  ApplyFp8DeltaArgs ap{};
+  OneEntry(const Block& b, std::vector<uint16_t>& master, std::vector<uint8_t>& q, std::vector<float>& sc, int64_t i,
+           float acc)
+      : codes(size_t((b.n + 3) / 4), 0), list{Fp8Entry{uint32_t(i), 0u, acc, 0u}} {
+    codes[size_t(i / 4)] = uint8_t(kDeltaException << (2 * (i % 4)));
+    ap.master = master.data();
+    ap.codes = codes.data();
+    ap.n = b.n;
+    ap.list = list.data();
+    ap.count = 1;
+    ap.capacity = 1;
+    ap.copy = Fp8Copy{q.data(), sc.data(), b.row_start.data(), b.rows()};
+  }
+};
+
 // Row segments: runs of equal-length rows; every element maps to the row row_start says.
 TEST(Fp8Site, RowSegmentsDescribeTheRows) {
   Block b;
@@ -268,18 +287,10 @@ TEST(Fp8Site, OutgrownRowIsRescaled) {
   std::vector<float> sc;
   pack_block(b, master, q, sc);
   const int64_t r = 3, i = b.row_start[size_t(r)] + 1;
-  std::vector<uint8_t> codes(size_t((b.n + 3) / 4), 0);
-  codes[size_t(i / 4)] = uint8_t(kDeltaException << (2 * (i % 4)));
   const float old_scale = sc[size_t(r)];
-  std::vector<Fp8Entry> list{Fp8Entry{uint32_t(i), 0u, std::copysign(600.0f, f(master[size_t(i)])) * old_scale, 0u}};
-  ApplyFp8DeltaArgs ap{};
-  ap.master = master.data();
-  ap.codes = codes.data();
-  ap.n = b.n;
-  ap.list = list.data();
-  ap.count = 1;
-  ap.capacity = 1;
-  ap.copy = Fp8Copy{q.data(), sc.data(), b.row_start.data(), b.rows()};
+  OneEntry one(b, master, q, sc, i, std::copysign(600.0f, f(master[size_t(i)])) * old_scale);
+  std::vector<uint8_t>& codes = one.codes;
+  ApplyFp8DeltaArgs& ap = one.ap;
   const uint16_t before = master[size_t(i)];
   const ApplyFp8Result res = apply_fp8_delta_host(ap);
   EXPECT_NE(master[size_t(i)], before);
@@ -304,18 +315,8 @@ TEST(Fp8Site, ZeroRowIsRescaledByItsFirstValue) {
   pack_block(b, master, q, sc);
   const int64_t r = 3, i = b.row_start[size_t(r)] + 2;
   EXPECT_EQ(sc[size_t(r)], std::ldexp(1.0f, -126));
-  std::vector<uint8_t> codes(size_t((b.n + 3) / 4), 0);
-  codes[size_t(i / 4)] = uint8_t(kDeltaException << (2 * (i % 4)));
-  std::vector<Fp8Entry> list{Fp8Entry{uint32_t(i), 0u, 1e-4f, 0u}};
-  ApplyFp8DeltaArgs ap{};
-  ap.master = master.data();
-  ap.codes = codes.data();
-  ap.n = b.n;
-  ap.list = list.data();
-  ap.count = 1;
-  ap.capacity = 1;
-  ap.copy = Fp8Copy{q.data(), sc.data(), b.row_start.data(), b.rows()};
-  EXPECT_EQ(apply_fp8_delta_host(ap).rescaled_rows, 1);
+  OneEntry one(b, master, q, sc, i, 1e-4f);
+  EXPECT_EQ(apply_fp8_delta_host(one.ap).rescaled_rows, 1);
   EXPECT_GT(f(master[size_t(i)]), 0.0f);
   EXPECT_NE(q[size_t(i)], 0) << "the new value must be represented in fp8";
   EXPECT_NEAR(e4m3_bits_to_f32(q[size_t(i)]) * sc[size_t(r)], f(master[size_t(i)]), f(master[size_t(i)]) / 16);
