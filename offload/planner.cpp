@@ -166,7 +166,7 @@ PlanReport plan_offload(const PlannerInput& in, const OffloadPolicy& p) {
     r.transfer_seconds = std::max({h2d_s, double(r.d2h_bytes_per_step) / (in.d2h_gbps * 1e9),
                                    double(r.h2d_bytes_per_step + r.d2h_bytes_per_step) / (in.both_gbps * 1e9)});
   r.compute_seconds = in.flops_per_step / (in.gemm_tflops * 1e12);
-  if (p.update_site != UpdateSite::Gpu && in.host_cores > 0) {
+  if ((p.update_site != UpdateSite::Gpu || fp8_gpu_site(p)) && in.host_cores > 0) {
     int64_t host_elems = 0;
     for (int b = 0; b < B; ++b)
       if (!r.resident[size_t(b)]) host_elems += in.blocks[size_t(b)].numel;

@@ -68,9 +68,10 @@ struct PlanReport {
 // the largest R whose spread placement fits next to the fixed parts (no budget: R = 0).
 // Too small a budget even for R = 0 is an InputError listing each component.
 // Transfer time: H2D bytes / h2d_gbps, with the GPU site max(H2D/h2d, D2H/d2h, (H2D+D2H)/both);
-// compute time: flops / gemm_tflops; at the CPU and deferred sites host time: streamed elements x
-// (host_update_ns [+ host_pack_ns at the CPU site]) / host_cores, since the host thread's update
-// of a block runs alongside the uploads; predicted step = max of the three (pipeline fill ignored).
+// compute time: flops / gemm_tflops; at the CPU and deferred sites, and for fp8 at the GPU site
+// (the host applies the device's delta), host time: streamed elements x (host_update_ns [+
+// host_pack_ns at the CPU site]) / host_cores, since the host thread's work on a block runs
+// alongside the uploads; predicted step = max of the three (pipeline fill ignored).
 //
 // Note [Which blocks stay resident]
 // R resident blocks are spread evenly over the B blocks, first and last included

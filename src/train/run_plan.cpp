@@ -106,6 +106,15 @@ PlannerInput planner_input(const Model& m, const RunConfig& cfg) {
     in.host_update_ns = terms * (gauss ? 2.1 : 0.6) + (pol.storage_dtype != DType::F32 ? 0.6 : 0.0);
     in.host_pack_ns = transfer_dtype(pol.storage_dtype, pol.transfer) != pol.storage_dtype ? 1.0 : 0.0;
   }
+  // fp8 at the GPU site (Note [fp8 at the GPU site]): the host applies the device's codes to the
+  // bf16 master and keeps the fp8 copy current. Measured on the H200 host (16 cores, docs/
+  // results.md session 9, call 3): OPT-13B's apply ran ~0.6 s per step (0.33 s beside the device,
+  // 0.26 s after it) for 12.6 G streamed elements, ~0.75 core-ns per element; it does not depend
+  // on the optimizer's terms (the device draws z).
+  if (fp8_gpu_site(pol)) {
+    in.host_cores = int(std::max(1u, std::thread::hardware_concurrency()));
+    in.host_update_ns = 0.75;
+  }
   double per_token = 0;
   for (int l = 0; l < m.num_layers(); ++l) per_token += 2.0 * double(m.group(m.layer_group(l)).numel);
   per_token += 2.0 * double(s.vocab_size) * double(s.word_embed_proj_dim > 0 ? s.word_embed_proj_dim : H);
