@@ -12,6 +12,7 @@
 
 #include <tbb/task_arena.h>
 
+#include "kernels/fp8_site.h"
 #include "kernels/host/zo_host.h"
 #include "kernels/ref/scalar.h"
 #include "kernels/zo_kernels.h"
@@ -209,6 +210,72 @@ BENCHMARK(BM_ApplyDeltaHost)
     ->ArgsProduct({{0, 1}, {int(HostIsa::Ref), int(HostIsa::Scalar), int(HostIsa::Avx2), int(HostIsa::Avx512)}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
+
+// Note [fp8-site apply bench]
+// apply_fp8_delta_host (Note [Host fp8-site apply]) beside apply_delta_host, on the rates the H200
+// bench_step measured for fp8 at the GPU site (docs/results.md, session 9): a 64 Mi-element bf16
+// block in rows of 4096 (every 64th row all zero, as dummy weights' biases), codes with 0.5% +1,
+// 0.5% -1 and 0.15% exceptions, the list in a shuffled order (the device appends entries in no
+// particular order). impl 0: fp8 apply (vector word path where the CPU has AVX2), 1: its portable
+// word loop, 2: the bf16 apply of the same codes and list (8-byte entries). The codes are not
+// consumed, but the masters drift; each iteration restores them and the fp8 copy (untimed).
+// Gelem/s is block elements per second (wall time).
+void BM_ApplyFp8DeltaHost(benchmark::State& st) {
+  const int impl = int(st.range(0));
+  const int64_t cols = 4096, rows = 16384, n = cols * rows;
+  std::mt19937 rng(12);
+  std::uniform_real_distribution<float> u(-0.0346f, 0.0346f);
+  std::vector<uint16_t> master(static_cast<size_t>(n)), saved_master;
+  for (int64_t i = 0; i < n; ++i) master[size_t(i)] = (i / cols) % 64 == 5 ? 0 : ref::float_to_bf16_rne(u(rng));
+  std::vector<uint8_t> q(static_cast<size_t>(n)), codes(static_cast<size_t>(n / 4), 0);
+  std::vector<float> scales(static_cast<size_t>(rows));
+  std::vector<int64_t> row_start(static_cast<size_t>(rows) + 1);
+  for (int64_t r = 0; r <= rows; ++r) row_start[size_t(r)] = r * cols;
+  ref::pack_fp8_exact(master.data(), rows, cols, q.data(), scales.data());
+  const std::vector<Fp8RowSegment> segs = fp8_row_segments(row_start.data(), rows);
+  std::vector<Fp8Entry> list;
+  std::vector<DeltaEntry> list16;
+  for (int64_t i = 0; i < n; ++i) {
+    if (master[size_t(i)] == 0) continue;
+    const uint32_t r = rng() % 2000;  // 10 up, 10 down, 3 exceptions in 2000
+    const uint32_t c = r < 10 ? kDeltaUp : r < 20 ? kDeltaDown : r < 23 ? kDeltaException : kDeltaSame;
+    codes[size_t(i / 4)] |= uint8_t(c << (2 * (i % 4)));
+    if (c == kDeltaException) {
+      list.push_back({uint32_t(i), rng() & 0xFFFFu, 3e-6f, 0u});
+      list16.push_back({uint32_t(i), uint16_t(master[size_t(i)] + 1u), 0});
+    }
+  }
+  std::shuffle(list.begin(), list.end(), rng);
+  std::shuffle(list16.begin(), list16.end(), rng);
+  saved_master = master;
+  const std::vector<uint8_t> saved_q = q;
+  const std::vector<float> saved_scales = scales;
+  HostClock clock;
+  for (auto _ : st) {
+    master = saved_master;
+    q = saved_q;
+    scales = saved_scales;
+    if (impl == 2) {
+      ApplyDeltaArgs a{master.data(), codes.data(), n, list16.data(), int64_t(list16.size())};
+      a.keep_codes = true;
+      clock.time([&] { apply_delta_host(a); });
+    } else {
+      ApplyFp8DeltaArgs a{};
+      a.master = master.data();
+      a.codes = codes.data();
+      a.n = n;
+      a.list = list.data();
+      a.count = a.capacity = int64_t(list.size());
+      a.copy = Fp8Copy{q.data(), scales.data(), row_start.data(), rows, segs.data(), int(segs.size())};
+      a.force_scalar = impl == 1;
+      clock.time([&] { apply_fp8_delta_host(a); });
+    }
+    benchmark::DoNotOptimize(master.data());
+  }
+  st.counters["Gelem/s"] = double(n) * double(st.iterations()) / clock.wall / 1e9;
+  st.counters["entries"] = double(list.size());
+}
+BENCHMARK(BM_ApplyFp8DeltaHost)->ArgNames({"impl"})->DenseRange(0, 2)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 #if defined(ZOFF_KERNELS_CUDA)
 
