@@ -134,10 +134,7 @@ void launch_w(const Fp8Params& p, Elem w, cudaStream_t s) {
 }  // namespace
 
 void zo_update_fp8(const Fp8UpdateArgs& a, cudaStream_t s) {
-  ZOFF_CHECK(a.nterms >= 1 && a.nterms <= kMaxTerms, "zo_update_fp8: nterms ", a.nterms, " not in [1, ", kMaxTerms, "]");
-  ZOFF_CHECK(a.sr_seed != 0, "zo_update_fp8: needs stochastic rounding (sr_seed != 0)");
-  ZOFF_CHECK(a.first % 8 == 0 && a.delta.index_base % 8 == 0, "zo_update_fp8: first and index_base must be multiples of 8");
-  ZOFF_CHECK(a.row_len > 0, "zo_update_fp8: row_len must be > 0");
+  check_fp8_update_args(a);
   const int64_t wsize = a.w_elem == Elem::F32 ? 4 : 2;
   ZOFF_CHECK(reinterpret_cast<uintptr_t>(a.q) % 8 == 0 && reinterpret_cast<uintptr_t>(a.w) % (8 * wsize) == 0 &&
                  reinterpret_cast<uintptr_t>(a.delta.codes) % 2 == 0 && reinterpret_cast<uintptr_t>(a.delta.list) % 16 == 0,

@@ -8,6 +8,7 @@
 #include "kernels/delta.h"
 #include "kernels/ref/scalar.h"
 #include "kernels/zo_kernels.h"
+#include "zoff/error.h"
 
 typedef struct CUstream_st* cudaStream_t;
 
@@ -140,6 +141,20 @@ struct Fp8UpdateArgs {
   int64_t first = 0;         // index of element 0 within the parameter; a multiple of 8
   Fp8DeltaOut delta{};
 };
+
+// What zo_update_fp8 (CUDA and reference) requires of its arguments; zoff::Error otherwise.
+inline void check_fp8_update_args(const Fp8UpdateArgs& a) {
+  ZOFF_CHECK(a.nterms >= 1 && a.nterms <= kMaxTerms, "zo_update_fp8: nterms ", a.nterms, " not in [1, ", kMaxTerms, "]");
+  ZOFF_CHECK(a.sr_seed != 0, "zo_update_fp8: needs stochastic rounding (sr_seed != 0)");
+  ZOFF_CHECK(a.first % 8 == 0 && a.delta.index_base % 8 == 0, "zo_update_fp8: first and index_base must be multiples of 8");
+  ZOFF_CHECK(a.w_elem != Elem::F8E4M3 && a.row_len > 0, "zo_update_fp8: w must be bf16, fp16 or fp32 and row_len > 0");
+}
+
+// The bf16 master's new bits after an update whose fp32 term sum is acc, rounded stochastically
+// with r16: zo_update's arithmetic with decay 0 (Note [Term passes], Note [Stochastic rounding]).
+ZOFF_HD uint16_t bf16_add_sr(uint16_t theta, float acc, uint32_t r16) {
+  return f32_to_bf16_bits_sr(add_rn(mul_rn(bf16_bits_to_f32(theta), 1.0f), acc), r16);
+}
 
 // Everything needed to recompute an element's update on the host (the list overflowed).
 struct Fp8RecomputeParam {

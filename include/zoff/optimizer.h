@@ -98,6 +98,7 @@ class ZoOptimizer {
 
  private:
   void apply_impl(const PendingUpdate& u, const GroupLayout& g, const at::Tensor& flat, const k::DeltaOut* gd) const;
+  uint64_t sr_seed_of(const PendingUpdate& u) const;
 };
 
 // Validates cfg (InputError naming `source` and the key) and builds the optimizer. `dirs`

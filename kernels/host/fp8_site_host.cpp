@@ -139,6 +139,17 @@ struct Applier {
     return ref::update_bf16_one(a.master[i], pp.pid, i - pp.offset, rc.dist, rc.terms, rc.nterms, rc.sr_seed);
   }
 
+  static int64_t exceptions_in(uint64_t cw) { return __builtin_popcountll(cw & (cw >> 1) & 0x5555555555555555ull); }
+
+  // Note [Host fp8-site apply]: the master line of the changed word kAhead words ahead. Forced
+  // inline: as a call, the portable word loop ran 1.7x slower here (21 against 36 ms, dev machine).
+  __attribute__((always_inline)) void prefetch_ahead(int64_t w, int64_t w1) const {
+    if (w + kAhead >= w1) return;
+    uint64_t fw;
+    std::memcpy(&fw, a.codes + 8 * (w + kAhead), 8);
+    if (fw != 0) __builtin_prefetch(a.master + 32 * (w + kAhead), 1);
+  }
+
   // One changed element i with code c (1 up, 2 down, 3 exception); returns 1 if recomputed.
   int element(RowCursor& rc, int64_t& p, int64_t i, uint32_t c, bool recompute_exc) {
     const uint16_t old = a.master[i];
@@ -158,20 +169,11 @@ struct Applier {
   int64_t words(int64_t w0, int64_t w1, bool recompute_exc) {
     RowCursor rc{a.copy};
     int64_t p = -1, recomputed = 0, exc = 0;
-    struct Count {  // exceptions seen, published once per range
-      std::atomic<int64_t>& to;
-      int64_t& n;
-      ~Count() { to += n; }
-    } count{exc_seen, exc};
     for (int64_t w = w0; w < w1; ++w) {
       uint64_t cw;
       std::memcpy(&cw, a.codes + 8 * w, 8);
-      exc += __builtin_popcountll(cw & (cw >> 1) & 0x5555555555555555ull);
-      if (w + kAhead < w1) {  // Note [Host fp8-site apply]: the master line of a changed word ahead
-        uint64_t fw;
-        std::memcpy(&fw, a.codes + 8 * (w + kAhead), 8);
-        if (fw != 0) __builtin_prefetch(a.master + 32 * (w + kAhead), 1);
-      }
+      exc += exceptions_in(cw);
+      prefetch_ahead(w, w1);
       while (cw != 0) {
         const int e = __builtin_ctzll(cw) >> 1;
         const uint32_t c = uint32_t(cw >> (2 * e)) & 3u;
@@ -179,6 +181,7 @@ struct Applier {
         recomputed += element(rc, p, 32 * w + e, c, recompute_exc);
       }
     }
+    exc_seen += exc;
     return recomputed;
   }
 
@@ -191,12 +194,8 @@ struct Applier {
     for (int64_t w = w0; w < w1; ++w) {
       uint64_t cw;
       std::memcpy(&cw, a.codes + 8 * w, 8);
-      exc += __builtin_popcountll(cw & (cw >> 1) & 0x5555555555555555ull);
-      if (w + kAhead < w1) {  // as words()
-        uint64_t fw;
-        std::memcpy(&fw, a.codes + 8 * (w + kAhead), 8);
-        if (fw != 0) __builtin_prefetch(a.master + 32 * (w + kAhead), 1);
-      }
+      exc += exceptions_in(cw);
+      prefetch_ahead(w, w1);
       if (cw == 0) continue;
       uint16_t* m = a.master + 32 * w;
       for (uint64_t mm = word_avx2(m, cw, e_floor) & 0x5555555555555555ull; mm != 0; mm &= mm - 1) {
@@ -206,8 +205,8 @@ struct Applier {
         requant(rc, 32 * w + j, old, nw);
       }
       if (recompute_exc) {
-        const uint64_t exc = cw & (cw >> 1) & 0x5555555555555555ull;  // code 3 lanes
-        for (uint64_t e = exc; e != 0; e &= e - 1) recomputed += element(rc, p, 32 * w + (__builtin_ctzll(e) >> 1), 3u, true);
+        for (uint64_t e = cw & (cw >> 1) & 0x5555555555555555ull; e != 0; e &= e - 1)  // code-3 lanes
+          recomputed += element(rc, p, 32 * w + (__builtin_ctzll(e) >> 1), 3u, true);
       }
     }
     exc_seen += exc;
@@ -268,9 +267,9 @@ ApplyFp8Result apply_fp8_delta_host(const ApplyFp8DeltaArgs& a) {
     tbb::parallel_for(tbb::blocked_range<int64_t>(0, a.count, kGrainEntries), [&](const tbb::blocked_range<int64_t>& r) {
       RowCursor rc{a.copy};
       for (int64_t s = r.begin(); s < r.end(); ++s) {
-        if (s + kAhead < r.end()) {  // entries land anywhere: fetch the master and code lines ahead
+        if (s + kAhead < r.end()) {  // entries land anywhere: fetch the master line ahead
           const uint32_t j = a.list[s + kAhead].index;
-          if (j < a.n) __builtin_prefetch(a.master + j, 1), __builtin_prefetch(a.codes + (j >> 2), 0);
+          if (j < a.n) __builtin_prefetch(a.master + j, 1);
         }
         const Fp8Entry e = a.list[s];
         const int64_t i = e.index;
@@ -279,7 +278,7 @@ ApplyFp8Result apply_fp8_delta_host(const ApplyFp8DeltaArgs& a) {
           continue;
         }
         const uint16_t old = a.master[i];
-        const uint16_t nw = f32_to_bf16_bits_sr(add_rn(mul_rn(bf16_bits_to_f32(old), 1.0f), e.acc), e.r16 & 0xFFFFu);
+        const uint16_t nw = bf16_add_sr(old, e.acc, e.r16 & 0xFFFFu);
         a.master[i] = nw;
         if (nw != old) ap.requant(rc, i, old, nw);
       }

@@ -35,7 +35,7 @@ namespace ref {
 uint16_t update_bf16_one(uint16_t theta, uint64_t pid, int64_t g, Dist d, const ZTerm* terms, int nterms,
                          uint64_t sr_seed) {
   const float acc = term_sum(pid, g, d, terms, nterms);
-  return f32_to_bf16_bits_sr(add_rn(mul_rn(bf16_bits_to_f32(theta), 1.0f), acc), sr_bits(sr_seed, pid, g));
+  return bf16_add_sr(theta, acc, sr_bits(sr_seed, pid, g));
 }
 
 void pack_fp8_exact(const uint16_t* src, int64_t rows, int64_t cols, uint8_t* dst, float* scales) {
@@ -58,10 +58,7 @@ void pack_fp8_exact(const uint16_t* src, int64_t rows, int64_t cols, uint8_t* ds
 }
 
 void zo_update_fp8(const Fp8UpdateArgs& a) {
-  ZOFF_CHECK(a.nterms >= 1 && a.nterms <= kMaxTerms, "zo_update_fp8: nterms ", a.nterms, " not in [1, ", kMaxTerms, "]");
-  ZOFF_CHECK(a.sr_seed != 0, "zo_update_fp8: needs stochastic rounding (sr_seed != 0)");
-  ZOFF_CHECK(a.first % 8 == 0 && a.delta.index_base % 8 == 0, "zo_update_fp8: first and index_base must be multiples of 8");
-  ZOFF_CHECK(a.w_elem != Elem::F8E4M3 && a.row_len > 0, "zo_update_fp8: bad w dtype or row length");
+  check_fp8_update_args(a);
   if (a.n <= 0) return;
   const Fp8DeltaOut& d = a.delta;
   // One code byte (4 elements) per iteration: parallel ranges never share a byte.

@@ -44,6 +44,11 @@ void ZoOptimizer::apply_update(const GroupLayout& g, const at::Tensor& flat, con
   apply_impl(pending_, g, flat, &group_delta);
 }
 
+// Stochastic rounding bits of an update: keyed by its step, distinct from every z seed (odd: never 0).
+uint64_t ZoOptimizer::sr_seed_of(const PendingUpdate& u) const {
+  return k::step_seed(seed_ ^ 0x5E5E5E5E5E5E5E5Eull, uint64_t(u.step), 0x5) | 1;
+}
+
 void ZoOptimizer::apply_update_fp8(const GroupLayout& g, const at::Tensor& q, const std::vector<int64_t>& param_rows,
                                    at::Tensor w, const k::Fp8DeltaOut& gd, k::Fp8RecomputeRecipe* recipe) const {
   if (pending_.empty()) return;
@@ -55,7 +60,7 @@ void ZoOptimizer::apply_update_fp8(const GroupLayout& g, const at::Tensor& q, co
                  w.scalar_type() == at::kBFloat16 && param_rows.size() == g.params.size(),
              "apply_update_fp8: group ", g.name, ": bad fp8 bytes, forward-weight buffer or row table");
   std::vector<k::ZTerm> kt = to_kernel_terms(u.terms);
-  const uint64_t sr_seed = k::step_seed(seed_ ^ 0x5E5E5E5E5E5E5E5Eull, uint64_t(u.step), 0x5) | 1;  // as apply_impl
+  const uint64_t sr_seed = sr_seed_of(u);
   const float* scales = reinterpret_cast<const float*>(q.data_ptr<uint8_t>() + (g.numel + 15) / 16 * 16);
   if (recipe != nullptr) {
     recipe->params.clear();
@@ -90,8 +95,7 @@ void ZoOptimizer::apply_update_fp8(const GroupLayout& g, const at::Tensor& q, co
 void ZoOptimizer::apply_impl(const PendingUpdate& u, const GroupLayout& g, const at::Tensor& flat,
                              const k::DeltaOut* gd) const {
   if (u.empty()) return;
-  // Stochastic rounding bits of this update: keyed by the step, distinct from every z seed.
-  const uint64_t sr_seed = k::step_seed(seed_ ^ 0x5E5E5E5E5E5E5E5Eull, uint64_t(u.step), 0x5);
+  const uint64_t sr_seed = sr_seed_of(u);
   for (size_t i = 0; i < g.params.size(); ++i) {
     const ParamInfo& p = g.params[i];
     k::DeltaOut d{};
@@ -101,7 +105,7 @@ void ZoOptimizer::apply_impl(const PendingUpdate& u, const GroupLayout& g, const
       d.overflow = gd->overflow + p.offset;
       d.index_base = gd->index_base + p.offset;
     }
-    dirs_->update(p, param_view(g, int(i), flat), u.terms, p.decays() ? u.decay : 0.0, sr_seed | 1,
+    dirs_->update(p, param_view(g, int(i), flat), u.terms, p.decays() ? u.decay : 0.0, sr_seed,
                   gd != nullptr ? &d : nullptr);
   }
 }
