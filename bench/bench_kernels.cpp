@@ -222,6 +222,8 @@ BENCHMARK(BM_ApplyDeltaHost)
 // Gelem/s is block elements per second (wall time).
 void BM_ApplyFp8DeltaHost(benchmark::State& st) {
   const int impl = int(st.range(0));
+  const int threads = int(st.range(1));  // 0: the whole machine
+  tbb::task_arena arena(threads > 0 ? threads : tbb::task_arena::automatic);
   const int64_t cols = 4096, rows = 16384, n = cols * rows;
   std::mt19937 rng(12);
   std::uniform_real_distribution<float> u(-0.0346f, 0.0346f);
@@ -258,7 +260,7 @@ void BM_ApplyFp8DeltaHost(benchmark::State& st) {
     if (impl == 2) {
       ApplyDeltaArgs a{master.data(), codes.data(), n, list16.data(), int64_t(list16.size())};
       a.keep_codes = true;
-      clock.time([&] { apply_delta_host(a); });
+      clock.time([&] { arena.execute([&] { apply_delta_host(a); }); });
     } else {
       ApplyFp8DeltaArgs a{};
       a.master = master.data();
@@ -268,14 +270,16 @@ void BM_ApplyFp8DeltaHost(benchmark::State& st) {
       a.count = a.capacity = int64_t(list.size());
       a.copy = Fp8Copy{q.data(), scales.data(), row_start.data(), rows, segs.data(), int(segs.size())};
       a.force_scalar = impl == 1;
-      clock.time([&] { apply_fp8_delta_host(a); });
+      clock.time([&] { arena.execute([&] { apply_fp8_delta_host(a); }); });
     }
     benchmark::DoNotOptimize(master.data());
   }
   st.counters["Gelem/s"] = double(n) * double(st.iterations()) / clock.wall / 1e9;
+  st.counters["Gelem/s_core"] = double(n) * double(st.iterations()) / clock.cpu / 1e9;
   st.counters["entries"] = double(list.size());
+  st.counters["threads"] = double(arena.max_concurrency());
 }
-BENCHMARK(BM_ApplyFp8DeltaHost)->ArgNames({"impl"})->DenseRange(0, 2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_ApplyFp8DeltaHost)->ArgNames({"impl", "threads"})->ArgsProduct({{0, 1, 2}, {1, 0}})->Unit(benchmark::kMillisecond)->UseRealTime();
 
 #if defined(ZOFF_KERNELS_CUDA)
 
