@@ -204,6 +204,9 @@ struct Fp8Copy {
 // Fp8Copy::segs of rows described by row_start (rows + 1 entries).
 std::vector<Fp8RowSegment> fp8_row_segments(const int64_t* row_start, int64_t rows);
 
+// The host apply's word loop: the widest the CPU has, the portable one, or a named vector one (it
+// must be supported: apply_fp8_delta_host refuses one the CPU lacks).
+enum class Fp8WordPath : int { Auto = 0, Portable = 1, Avx2 = 2, Avx512 = 3 };
 struct ApplyFp8DeltaArgs {
   uint16_t* master;      // n bf16 elements
   const uint8_t* codes;  // (n + 3) / 4 bytes (left as they are)
@@ -213,13 +216,17 @@ struct ApplyFp8DeltaArgs {
   int64_t capacity;
   const Fp8Recompute* recompute;  // used when count > capacity (required then)
   Fp8Copy copy;
-  bool force_scalar = false;      // the portable word loop even where AVX2 exists (tests)
+  Fp8WordPath path = Fp8WordPath::Auto;  // tests and benches pick a word loop (Note [Vector fp8-site apply])
 };
 struct ApplyFp8Result {
   int64_t exceptions = 0;
   int64_t recomputed = 0;  // exceptions recomputed from seeds (list overflow)
   int64_t rescaled_rows = 0;
 };
+
+// Whether this CPU runs word path p; the path Auto stands for here (kernels/host/fp8_site_host.cpp).
+bool fp8_word_path_supported(Fp8WordPath p);
+Fp8WordPath fp8_word_path(Fp8WordPath p);
 
 // CUDA: the update of one parameter (kernels/fp8_site.cu).
 void zo_update_fp8(const Fp8UpdateArgs& a, cudaStream_t s);
