@@ -108,12 +108,13 @@ PlannerInput planner_input(const Model& m, const RunConfig& cfg) {
   }
   // fp8 at the GPU site (Note [fp8 at the GPU site]): the host applies the device's codes to the
   // bf16 master and keeps the fp8 copy current. Measured on the H200 host (16 cores, docs/
-  // results.md session 9, call 3): OPT-13B's apply ran ~0.6 s per step (0.33 s beside the device,
-  // 0.26 s after it) for 12.6 G streamed elements, ~0.75 core-ns per element; it does not depend
-  // on the optimizer's terms (the device draws z).
+  // results.md session 10, call 2, the branch-light AVX-512 walk): OPT-13B's step took 0.41 s
+  // host-bound for 12.6 G streamed elements and OPT-30B's 1.03 s for 29.6 G, ~0.53 core-ns per
+  // element (session 9's walk: 0.75); it does not depend on the optimizer's terms (the device
+  // draws z).
   if (fp8_gpu_site(pol)) {
     in.host_cores = int(std::max(1u, std::thread::hardware_concurrency()));
-    in.host_update_ns = 0.75;
+    in.host_update_ns = 0.53;
   }
   double per_token = 0;
   for (int l = 0; l < m.num_layers(); ++l) per_token += 2.0 * double(m.group(m.layer_group(l)).numel);
