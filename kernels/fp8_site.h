@@ -217,6 +217,7 @@ struct ApplyFp8DeltaArgs {
   const Fp8Recompute* recompute;  // used when count > capacity (required then)
   Fp8Copy copy;
   Fp8WordPath path = Fp8WordPath::Auto;  // tests and benches pick a word loop (Note [Vector fp8-site apply])
+  bool list_by_range = true;  // entries grouped by word range (Note [Exceptions by range]), else in list order
 };
 struct ApplyFp8Result {
   int64_t exceptions = 0;

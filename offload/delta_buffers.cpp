@@ -87,6 +87,7 @@ DeltaBuffers::DeltaBuffers(StreamDevice& dev, BlockStore& store, const std::vect
   }
   if (const long t = env_int("ZOFF_DELTA_APPLY_THREADS", 1, 1024, 0)) arena_ = std::make_unique<tbb::task_arena>(int(t));
   skip_apply_ = env_either("ZOFF_DEBUG_SKIP_DELTA_APPLY", "1", "0", false);
+  fp8_list_by_range_ = env_either("ZOFF_FP8_LIST", "ranges", "device", fp8_list_by_range_);
   if (skip_apply_)
     log::warn("ZOFF_DEBUG_SKIP_DELTA_APPLY=1: streamed blocks' updates are NOT applied to the host masters; "
               "the training is wrong, use it only to time the step without the host apply");
@@ -206,6 +207,7 @@ int64_t DeltaBuffers::apply_fp8(int b, int i, int64_t count) {
   a.count = count;
   a.capacity = cap;
   a.recompute = &rc;
+  a.list_by_range = fp8_list_by_range_;
   const std::vector<k::Fp8RowSegment>& segs = store_.row_segments(b);
   a.copy = k::Fp8Copy{static_cast<uint8_t*>(store_.transfer_data(b)), store_.transfer_scales(b), rows.data(),
                       int64_t(rows.size()) - 1, segs.data(), int(segs.size())};

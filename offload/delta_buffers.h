@@ -51,6 +51,9 @@ namespace zoff {
 // Measured (H200, session 7, docs/results.md): no difference, 6.7B 0.2624 / 0.2609 s staged
 // against 0.2633 / 0.2615 mapped, 13B within the +-1.5% noise; so the mapped list stays the
 // default and the entry stores are not what slows the uploads.
+// Environment ZOFF_FP8_LIST=device (a tuning knob; default ranges) applies an fp8-site exception
+// list in the device's order after the word pass instead of by word range (Note [Exceptions by
+// range] in kernels/host/fp8_site_host.cpp).
 // Environment ZOFF_DELTA_APPLY_THREADS=N (a tuning knob) runs apply() in a oneTBB arena of N
 // threads instead of all cores: its read-modify-write of the masters competes with the uploads'
 // DMA reads for host memory (docs/results.md, session 7), so fewer threads may trade apply time
@@ -137,6 +140,7 @@ class DeltaBuffers {
   std::vector<k::Fp8RecomputeRecipe> recipes_;  // fp8 mode, per block
   std::unique_ptr<tbb::task_arena> arena_;  // set by ZOFF_DELTA_APPLY_THREADS
   bool skip_apply_ = false;                  // ZOFF_DEBUG_SKIP_DELTA_APPLY (measurement only)
+  bool fp8_list_by_range_ = true;            // ZOFF_FP8_LIST=ranges|device (Note [Exceptions by range])
 };
 
 }  // namespace zoff
