@@ -417,17 +417,26 @@ const ListBuckets& bucket_list(const ApplyFp8DeltaArgs& a, int64_t nb) {
   });
   ZOFF_CHECK(bad.load() == count, "apply_fp8_delta: list entry ", bad.load(), " names element ",
              bad.load() < count ? a.list[bad.load()].index : 0u, ", which is outside the block (", a.n, " elements)");
-  int64_t pos = 0;
-  for (int64_t b = 0; b < nb; ++b) {
-    lb.start[size_t(b)] = pos;
-    for (int64_t c = 0; c < chunks; ++c) {
-      int64_t& h = lb.hist[size_t(c * nb + b)];
-      const int64_t k = h;
-      h = pos;
-      pos += k;
-    }
-  }
-  lb.start[size_t(nb)] = pos;
+  // Write positions: range b's entries start after all earlier ranges', chunk by chunk. Both
+  // passes walk hist chunk-major over a contiguous span of ranges (a serial range-major pass read
+  // it with a stride of nb and took ~1 ms per 13B block on the H200 host).
+  constexpr int64_t kRangesPerTask = 512;
+  tbb::parallel_for(tbb::blocked_range<int64_t>(0, nb, kRangesPerTask), [&](const tbb::blocked_range<int64_t>& r) {
+    for (int64_t c = 0; c < chunks; ++c)
+      for (int64_t b = r.begin(); b < r.end(); ++b) lb.start[size_t(b) + 1] += lb.hist[size_t(c * nb + b)];
+  });
+  for (int64_t b = 0; b < nb; ++b) lb.start[size_t(b) + 1] += lb.start[size_t(b)];
+  tbb::parallel_for(tbb::blocked_range<int64_t>(0, nb, kRangesPerTask), [&](const tbb::blocked_range<int64_t>& r) {
+    int64_t pos[kRangesPerTask];
+    for (int64_t b = r.begin(); b < r.end(); ++b) pos[b - r.begin()] = lb.start[size_t(b)];
+    for (int64_t c = 0; c < chunks; ++c)
+      for (int64_t b = r.begin(); b < r.end(); ++b) {
+        int64_t& h = lb.hist[size_t(c * nb + b)];
+        const int64_t k = h;
+        h = pos[b - r.begin()];
+        pos[b - r.begin()] += k;
+      }
+  }, tbb::simple_partitioner());  // ranges of at most kRangesPerTask (pos)
   tbb::parallel_for(int64_t(0), chunks, [&](int64_t c) {
     int64_t* h = lb.hist.data() + c * nb;
     const auto [s0, s1] = chunk_range(c);
