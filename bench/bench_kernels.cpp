@@ -218,14 +218,15 @@ BENCHMARK(BM_ApplyDeltaHost)
 // apply_fp8_delta_host (Note [Host fp8-site apply]) beside apply_delta_host, on the rates the H200
 // bench_step measured for fp8 at the GPU site (docs/results.md, session 9): one OPT-13B block's
 // elements (314.6 M bf16, rows of 5120; every 64th row all zero, as dummy weights' biases), so the
-// masters (629 MB) outgrow the H200 host's 300 MB L3 as they do in the step; codes with 0.5% +1,
-// 0.5% -1 and 0.15% exceptions, the list in a shuffled order (the device appends entries in no
-// particular order). impl 0: fp8 apply (the widest vector word the CPU has), 1: its portable word
-// loop, 3: its AVX2 word, 4: impl 0 with the list in its own order instead of by word range (Note
-// [Exceptions by range]), 2: the bf16 apply of the same codes and list (8-byte entries). threads 1 or
-// 0 (the whole machine). The codes are not consumed, but the masters drift; each iteration
-// restores them and the fp8 copy (untimed). Gelem/s is block elements per second (wall time). The
-// block is built once for all runs.
+// masters (629 MB, in huge pages) outgrow the H200 host's 300 MB L3 as they do in the step; codes
+// with 0.5% +1, 0.5% -1 and 0.15% exceptions, the list in the device's order
+// (shuffle_in_windows). impl 0: fp8 apply (the widest vector word the CPU has), 1: its portable
+// word loop, 3: its AVX2 word, 4: impl 0 with the list in its own order instead of by word range
+// (Note [Exceptions by range]), 2: the bf16 apply of the same codes and list (8-byte entries).
+// threads 1 or 0 (the whole machine). The codes are not consumed, but the masters drift; each
+// iteration restores them and the fp8 copy (untimed). Gelem/s is block elements per second (wall
+// time). The block is built once for all runs. (Sessions 9-10 shuffled the whole list.)
+
 // Anonymous memory advised to transparent huge pages, as the block store maps its masters
 // (offload/host_memory.cpp): with 4 KiB pages every list entry would also miss the TLB.
 template <typename T>
@@ -247,6 +248,20 @@ struct HugeArray {
   T& operator[](size_t i) { return p[i]; }
   size_t size() const { return n; }
 };
+
+// The device's append order (kernels/fp8_site.cu: a grid-stride loop whose resident grid covers
+// about 2 M elements at a time): ascending window by window, in no order within a window. The
+// entries are made in index order; each window of 2^21 elements is shuffled.
+template <typename Entry>
+void shuffle_in_windows(std::vector<Entry>& list, std::mt19937_64& rng) {
+  size_t b = 0;
+  while (b < list.size()) {
+    size_t e = b;
+    while (e < list.size() && (list[e].index >> 21) == (list[b].index >> 21)) ++e;
+    std::shuffle(list.begin() + std::ptrdiff_t(b), list.begin() + std::ptrdiff_t(e), rng);
+    b = e;
+  }
+}
 
 struct Fp8ApplyBlock {
   static constexpr int64_t cols = 5120, rows = 61440, n = cols * rows;
@@ -285,8 +300,8 @@ struct Fp8ApplyBlock {
         list16.push_back({uint32_t(i), uint16_t(master[size_t(i)] + 1u), 0});
       }
     }
-    std::shuffle(list.begin(), list.end(), rng);
-    std::shuffle(list16.begin(), list16.end(), rng);
+    shuffle_in_windows(list, rng);
+    shuffle_in_windows(list16, rng);
     std::memcpy(saved_master.data(), master.data(), N * 2);
     std::memcpy(saved_q.data(), q.data(), N);
     saved_scales = scales;
