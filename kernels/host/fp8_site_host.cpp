@@ -63,13 +63,12 @@ int scale_exp(float s) { return int((f32_bits(s) >> 23) & 0xFFu) - 127; }
 // Note [Host apply_delta] (the word broadcast, vpshufb puts element e's code byte in its 16-bit
 // lane, two compares give the up and down lanes); the AVX-512 word (BW) does all 32 lanes in one
 // register, shifts each lane's code into place (vpsrlvw) and keeps the lanes in mask registers.
-// Then the re-pack candidates of all 32 lanes: the AVX2 word applies may_requant (up lanes whose
-// new low 4 bits are 8, 9 or 0, down lanes whose new low 4 bits are 7, 8 or 15); the AVX-512 word
-// computes the fp8 mantissa before and after (fp8_m3) and keeps the lanes where it changes, a
-// third as many (dev machine, perf samples per bench iteration: the re-pack 61 -> 25, the whole
-// apply 598 -> ~480). Both add every changed lane whose exponent field is below e_floor, and
-// return the candidates (AVX2: bits 2j and 2j + 1 for element j; AVX-512: bit j); only they take
-// the scalar re-pack.
+// Then the re-pack candidates of all 32 lanes: the fp8 mantissa before and after (fp8_m3), the
+// lanes where it changes, a third as many as may_requant's low-bits filter passes (which the
+// portable loop uses; dev machine, perf samples per bench iteration: the re-pack 61 -> 25, the
+// whole apply 598 -> ~480), plus every changed lane whose exponent field is below e_floor. The
+// word returns them (AVX2: bits 2j and 2j + 1 for element j; AVX-512: bit j); only they take the
+// scalar re-pack.
 //
 // The walk around the word is branch-light, in three passes over kSub words: (1) the codes, each
 // word's exceptions counted and its index appended to a list of nonzero words without a branch;
@@ -79,6 +78,15 @@ int scale_exp(float s) { return int((f32_bits(s) >> 23) & 0xFFu) - 127; }
 // the step's rates, so about one misprediction in three words) and on every nonzero word's
 // candidates (1 in 5 nonzero), each misprediction also cancelling the master loads in flight; on
 // the H200 host (Xeon, 2.1 GHz) it ran at 2.3 Gelem/s a core where the bf16 apply ran at 5.7.
+// fp8_m3 (below) for 16 AVX2 lanes.
+__attribute__((target("avx2"))) inline __m256i fp8_m3_avx2(__m256i v) {
+  const __m256i seven = _mm256_set1_epi16(7);
+  const __m256i m = _mm256_and_si256(v, _mm256_set1_epi16(0x7F));
+  const __m256i t =
+      _mm256_add_epi16(_mm256_add_epi16(m, seven), _mm256_and_si256(_mm256_srli_epi16(m, 4), _mm256_set1_epi16(1)));
+  return _mm256_min_epu16(_mm256_srli_epi16(t, 4), seven);
+}
+
 __attribute__((target("avx2"))) inline uint64_t word_avx2(uint16_t* m, uint64_t cw, int e_floor) {
   const __m256i sel0 = _mm256_setr_epi8(0, -128, 0, -128, 0, -128, 0, -128, 1, -128, 1, -128, 1, -128, 1, -128,  //
                                         2, -128, 2, -128, 2, -128, 2, -128, 3, -128, 3, -128, 3, -128, 3, -128);
@@ -87,27 +95,25 @@ __attribute__((target("avx2"))) inline uint64_t word_avx2(uint16_t* m, uint64_t 
   const __m256i upc = _mm256_setr_epi16(1, 4, 16, 64, 1, 4, 16, 64, 1, 4, 16, 64, 1, 4, 16, 64);
   const __m256i downc = _mm256_add_epi16(upc, upc);
   const __m256i c = _mm256_set1_epi64x((long long)cw);
-  const __m256i f15 = _mm256_set1_epi16(15), ef = _mm256_set1_epi16(short(e_floor));
+  const __m256i ef = _mm256_set1_epi16(short(e_floor));
   uint64_t out = 0;
   for (int h = 0; h < 2; ++h) {
     const __m256i ci = _mm256_and_si256(_mm256_shuffle_epi8(c, h ? sel1 : sel0), lane);
     const __m256i up = _mm256_cmpeq_epi16(ci, upc), down = _mm256_cmpeq_epi16(ci, downc);
     __m256i* p = reinterpret_cast<__m256i*>(m + 16 * h);
-    const __m256i n = _mm256_add_epi16(_mm256_sub_epi16(_mm256_loadu_si256(p), up), down);
+    const __m256i old = _mm256_loadu_si256(p);
+    const __m256i n = _mm256_add_epi16(_mm256_sub_epi16(old, up), down);
     _mm256_storeu_si256(p, n);
-    const __m256i lo = _mm256_and_si256(n, f15);
-    const __m256i lo8 = _mm256_cmpeq_epi16(lo, _mm256_set1_epi16(8));
-    const __m256i cu = _mm256_and_si256(up, _mm256_or_si256(_mm256_or_si256(lo8, _mm256_cmpeq_epi16(lo, _mm256_set1_epi16(9))),
-                                                            _mm256_cmpeq_epi16(lo, _mm256_setzero_si256())));
-    const __m256i cd = _mm256_and_si256(down, _mm256_or_si256(_mm256_or_si256(lo8, _mm256_cmpeq_epi16(lo, _mm256_set1_epi16(7))),
-                                                              _mm256_cmpeq_epi16(lo, f15)));
+    const __m256i moved = _mm256_or_si256(up, down);
+    // Exact candidates, as the AVX-512 word: lanes whose fp8 mantissa changes (andnot: not equal).
+    const __m256i changed = _mm256_andnot_si256(_mm256_cmpeq_epi16(fp8_m3_avx2(n), fp8_m3_avx2(old)), moved);
     const __m256i ex = _mm256_and_si256(_mm256_srli_epi16(n, 7), _mm256_set1_epi16(0xFF));
-    const __m256i small = _mm256_and_si256(_mm256_or_si256(up, down), _mm256_cmpgt_epi16(ef, ex));
-    const __m256i cand = _mm256_or_si256(_mm256_or_si256(cu, cd), small);
-    out |= uint64_t(uint32_t(_mm256_movemask_epi8(cand))) << (32 * h);
+    const __m256i small = _mm256_and_si256(moved, _mm256_cmpgt_epi16(ef, ex));
+    out |= uint64_t(uint32_t(_mm256_movemask_epi8(_mm256_or_si256(changed, small)))) << (32 * h);
   }
   return out;
 }
+
 // The 3-bit fp8 mantissa of bf16 lanes v, as e4m3_exact_bits rounds it: min(7, (m7 + 7 + bit 4 of
 // m7) >> 4) of the 7-bit mantissa m7.
 __attribute__((target("avx512f,avx512bw"))) inline __m512i fp8_m3(__m512i v) {
@@ -140,9 +146,9 @@ __attribute__((target("avx512f,avx512bw"))) inline uint64_t word_avx512(uint16_t
   _mm512_storeu_si512(m, x);
   // Exact candidates (Note [Vector fp8-site apply]): the byte of a normal fp8 value is the sign,
   // the binade and fp8_m3 of the mantissa (round to nearest even, kept in the binade), so a step
-  // of one changes it only where m3 changes (about 1 step in 16; the lo-bits filter of the AVX2
-  // word passes 3 in 16). A step that changes the binade wraps the mantissa between 127 and 0,
-  // which moves m3 between 7 and 0, so m3 alone sees it.
+  // of one changes it only where m3 changes (about 1 step in 16; may_requant passes 3 in 16). A
+  // step that changes the binade wraps the mantissa between 127 and 0, which moves m3 between 7
+  // and 0, so m3 alone sees it.
   const __m512i old = _mm512_mask_add_epi16(_mm512_mask_sub_epi16(x, up, x, one), down, x, one);
   const __m512i ex = _mm512_and_si512(_mm512_srli_epi16(x, 7), _mm512_set1_epi16(0xFF));
   const __mmask32 moved = up | down;
