@@ -204,6 +204,14 @@ struct Fp8Copy {
 // Fp8Copy::segs of rows described by row_start (rows + 1 entries).
 std::vector<Fp8RowSegment> fp8_row_segments(const int64_t* row_start, int64_t rows);
 
+// Host buffers apply_fp8_delta_host reuses across calls (Note [Exceptions by range]); one caller
+// at a time.
+struct Fp8ApplyScratch {
+  std::vector<int64_t> start;   // word ranges + 1 offsets into order
+  std::vector<uint32_t> order;  // list slots, grouped by word range
+  std::vector<int64_t> hist;    // chunks x ranges counts, then write positions
+};
+
 // The host apply's word loop: the widest the CPU has, the portable one, or a named vector one (it
 // must be supported: apply_fp8_delta_host refuses one the CPU lacks).
 enum class Fp8WordPath : int { Auto = 0, Portable = 1, Avx2 = 2, Avx512 = 3 };
@@ -218,6 +226,7 @@ struct ApplyFp8DeltaArgs {
   Fp8Copy copy;
   Fp8WordPath path = Fp8WordPath::Auto;  // tests and benches pick a word loop (Note [Vector fp8-site apply])
   bool list_by_range = true;  // entries grouped by word range (Note [Exceptions by range]), else in list order
+  Fp8ApplyScratch* scratch = nullptr;  // reused buffers for list_by_range (else made per call)
 };
 struct ApplyFp8Result {
   int64_t exceptions = 0;

@@ -208,6 +208,7 @@ int64_t DeltaBuffers::apply_fp8(int b, int i, int64_t count) {
   a.capacity = cap;
   a.recompute = &rc;
   a.list_by_range = fp8_list_by_range_;
+  a.scratch = &fp8_scratch_;
   const std::vector<k::Fp8RowSegment>& segs = store_.row_segments(b);
   a.copy = k::Fp8Copy{static_cast<uint8_t*>(store_.transfer_data(b)), store_.transfer_scales(b), rows.data(),
                       int64_t(rows.size()) - 1, segs.data(), int(segs.size())};

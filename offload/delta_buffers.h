@@ -141,6 +141,7 @@ class DeltaBuffers {
   std::unique_ptr<tbb::task_arena> arena_;  // set by ZOFF_DELTA_APPLY_THREADS
   bool skip_apply_ = false;                  // ZOFF_DEBUG_SKIP_DELTA_APPLY (measurement only)
   bool fp8_list_by_range_ = true;            // ZOFF_FP8_LIST=ranges|device (Note [Exceptions by range])
+  k::Fp8ApplyScratch fp8_scratch_;           // apply_fp8's reused buffers (apply runs on one thread at a time)
 };
 
 }  // namespace zoff

@@ -401,26 +401,15 @@ struct Applier {
 // counting-sorted (slot numbers only, 4 bytes each) by the word range (kGrainWords words) that
 // holds their element, and each range's entries are applied right after its word pass, while its
 // masters are cached. Entries naming an element outside the block are refused here, before
-// anything is written. The buffers are kept per thread (one apply thread per engine) and reused.
+// anything is written. The buffers are the caller's (ApplyFp8DeltaArgs::scratch: DeltaBuffers
+// keeps one, so a step allocates nothing), else made per call.
 // Measured on the H200 (OPT-13B stream-fp8 steps, same-call A/B against ZOFF_FP8_LIST=device,
 // docs/results.md session 10): 0.424 / 0.438 s against 0.467 / 0.475 on a slow-host call (with
 // an older, serial position pass), 0.408 / 0.410 against 0.400 / 0.395 on a fast-host call; 14 ms
 // better on average and far less sensitive to the host's state, so it is the default. The
-// bench's shuffled list favours the device order (39.1 against 36.2 Gelem/s): the device appends
-// roughly in element order, which the bench does not imitate.
-struct ListBuckets {
-  std::vector<int64_t> start;   // nb + 1 offsets into order
-  std::vector<uint32_t> order;  // list slots, grouped by range
-  std::vector<int64_t> hist;    // chunks x nb counts, then write positions
-  static const ListBuckets& empty() {
-    static const ListBuckets e{{0, 0}, {}, {}};
-    return e;
-  }
-};
-
-const ListBuckets& bucket_list(const ApplyFp8DeltaArgs& a, int64_t nb) {
-  thread_local ListBuckets mine;
-  ListBuckets& lb = mine;  // the lambdas below run on TBB's threads: name this thread's buffers
+// bench then shuffled the whole list, which favours the device order (39.1 against 36.2
+// Gelem/s); the device appends roughly in element order, as the bench now does.
+void bucket_list(const ApplyFp8DeltaArgs& a, int64_t nb, Fp8ApplyScratch& lb) {
   const int64_t count = a.count, per = 32 * kGrainWords;  // elements per range
   const int64_t chunks = std::clamp<int64_t>(count / 16384, 1, 64);
   lb.hist.assign(size_t(chunks * nb), 0);
@@ -469,7 +458,6 @@ const ListBuckets& bucket_list(const ApplyFp8DeltaArgs& a, int64_t nb) {
     const auto [s0, s1] = chunk_range(c);
     for (int64_t s = s0; s < s1; ++s) lb.order[size_t(h[std::min<int64_t>(a.list[s].index / per, nb - 1)]++)] = uint32_t(s);
   });
-  return lb;
 }
 
 }  // namespace
@@ -511,7 +499,9 @@ ApplyFp8Result apply_fp8_delta_host(const ApplyFp8DeltaArgs& a) {
   const int64_t nwords = a.n / 32;
   const int64_t nb = std::max<int64_t>(1, (nwords + kGrainWords - 1) / kGrainWords);  // word ranges
   const bool by_range = !recompute && a.list_by_range;
-  const ListBuckets& lb = by_range ? bucket_list(a, nb) : ListBuckets::empty();
+  Fp8ApplyScratch local;
+  Fp8ApplyScratch& lb = a.scratch != nullptr ? *a.scratch : local;
+  if (by_range) bucket_list(a, nb, lb);
   std::atomic<int64_t> recomputed{0};
   const Fp8WordPath path = fp8_word_path(a.path);
   tbb::parallel_for(tbb::blocked_range<int64_t>(0, nb, 1), [&](const tbb::blocked_range<int64_t>& r) {
