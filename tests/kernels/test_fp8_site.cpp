@@ -356,6 +356,7 @@ TEST(Fp8Site, WordPathsAgree) {
   std::vector<uint8_t> want_q;
   std::vector<float> want_s;
   int tried = 0;
+  Fp8ApplyScratch scratch;  // reused by the AVX2 and AVX-512 runs, made per call by the others
   for (int variant = 0; variant < 8; ++variant) {
     const Fp8WordPath path = Fp8WordPath(variant % 4 == 0 ? 1 : variant % 4 == 1 ? 2 : variant % 4 == 2 ? 3 : 0);
     const bool by_range = variant < 4;  // then the list in its own order (Note [Exceptions by range])
@@ -372,6 +373,7 @@ TEST(Fp8Site, WordPathsAgree) {
     ap.copy = Fp8Copy{q.data(), sc.data(), b.row_start.data(), b.rows()};
     ap.path = path;
     ap.list_by_range = by_range;
+    ap.scratch = path == Fp8WordPath::Avx2 || path == Fp8WordPath::Avx512 ? &scratch : nullptr;
     apply_fp8_delta_host(ap);
     if (variant == 0) {
       want = m, want_q = q, want_s = sc;
