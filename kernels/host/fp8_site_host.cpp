@@ -20,24 +20,26 @@ namespace zoff::k {
 namespace {
 
 // Note [Host fp8-site apply]
-// Like Note [Host apply_delta], the pass reads the codes a word (32 elements) at a time and skips
-// zero words; a nonzero word is walked by its set bits (count-trailing-zeros), so the cost is per
-// changed element (measured: the first, byte-by-byte version ran 5x slower than the bf16 apply). Each changed element also gets its fp8 byte recomputed with its row's scale; the
-// byte is written only when it differs from the old master's byte (computed, not read: the fp8
-// copy's lines are then only touched where a byte changes, ~1/16 of the changed elements). Rows
-// are found with a cursor that moves forward through the block (words are visited in order
-// within a chunk). Exceptions (code 3) are left to the list (or the recompute) after the codes.
-// The walk branches per element, and each mispredicted branch also cancels the loads in flight,
-// so master lines would arrive one DRAM latency at a time; the loop therefore prefetches the
-// master line of the changed word kAhead words ahead, and the list loop the lines of the entry
-// kAhead ahead. Re-packing is skipped where the byte cannot change (may_requant). Measured on the
-// 2-core dev machine, 79 M elements with 1% changed and 0.16% exceptions (the H200 bench_step's
-// rates): 53 ms byte by byte, 44 ms walking set bits, 25 ms with the prefetch, 18 ms with the
-// may_requant filter and the list prefetch; the bf16 apply of the same codes takes 9-10 ms.
+// The portable word loop (words(); the vector walks of Note [Vector fp8-site apply] replace it
+// where the CPU has AVX2). Like Note [Host apply_delta], the pass reads the codes a word (32
+// elements) at a time and skips zero words; a nonzero word is walked by its set bits
+// (count-trailing-zeros), so the cost is per changed element (the first, byte-by-byte version ran
+// 5x slower than the bf16 apply). Each changed element also gets its fp8 byte recomputed with its
+// row's scale; the byte is written only when it differs from the old master's byte (computed, not
+// read: the fp8 copy's lines are then only touched where a byte changes, ~1/16 of the changed
+// elements). Rows are found with a cursor that moves forward through the block (words are visited
+// in order within a range). Exceptions (code 3) are left to the list (or the recompute). The walk
+// branches per element, and each mispredicted branch also cancels the loads in flight, so master
+// lines would arrive one DRAM latency at a time; the loop therefore prefetches the master line of
+// the changed word kAhead words ahead. Re-packing is skipped where the byte cannot change
+// (may_requant). Measured on the 2-core dev machine, 79 M elements with 1% changed and 0.16%
+// exceptions (the H200 bench_step's rates): 53 ms byte by byte, 44 ms walking set bits, 25 ms with
+// the prefetch, 18 ms with the may_requant filter and the list prefetch; the bf16 apply of the
+// same codes takes 9-10 ms.
 constexpr int64_t kGrainWords = 2048;
 constexpr int64_t kAhead = 16;  // code words (of 32 elements, one master line each) to prefetch ahead
 constexpr int kSub = 256;       // words per compaction pass of the vector walk (Note [Vector fp8-site apply])
-constexpr int kLiveAhead = 16;   // nonzero words whose master line the vector walk prefetches ahead
+constexpr int kLiveAhead = 16;  // nonzero words whose master line the vector walk prefetches ahead
 
 struct RowCursor {
   const Fp8Copy& c;
@@ -78,6 +80,9 @@ int scale_exp(float s) { return int((f32_bits(s) >> 23) & 0xFFu) - 127; }
 // the step's rates, so about one misprediction in three words) and on every nonzero word's
 // candidates (1 in 5 nonzero), each misprediction also cancelling the master loads in flight; on
 // the H200 host (Xeon, 2.1 GHz) it ran at 2.3 Gelem/s a core where the bf16 apply ran at 5.7.
+// With this walk and the AVX-512 word: 3.26 Gelem/s on one core, 30.2 on 16 (bf16: 5.13 / 39.4;
+// one OPT-13B block; docs/results.md session 10, call 2), and the 13B step went from 0.51-0.58 to
+// 0.41-0.42 s. Without the master prefetch it loses a third (26.0 Gelem/s, call 3).
 // fp8_m3 (below) for 16 AVX2 lanes.
 __attribute__((target("avx2"))) inline __m256i fp8_m3_avx2(__m256i v) {
   const __m256i seven = _mm256_set1_epi16(7);
@@ -456,7 +461,10 @@ void bucket_list(const ApplyFp8DeltaArgs& a, int64_t nb, Fp8ApplyScratch& lb) {
   tbb::parallel_for(int64_t(0), chunks, [&](int64_t c) {
     int64_t* h = lb.hist.data() + c * nb;
     const auto [s0, s1] = chunk_range(c);
-    for (int64_t s = s0; s < s1; ++s) lb.order[size_t(h[std::min<int64_t>(a.list[s].index / per, nb - 1)]++)] = uint32_t(s);
+    for (int64_t s = s0; s < s1; ++s) {
+      const int64_t b = std::min<int64_t>(a.list[s].index / per, nb - 1);
+      lb.order[size_t(h[b]++)] = uint32_t(s);
+    }
   });
 }
 
