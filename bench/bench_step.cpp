@@ -185,7 +185,7 @@ void run_case(benchmark::State& st, const Options& o, const SizeDef& sz, const O
     }
     release_device_cache(o);
     const auto lines = last_metrics(run_dir + "/metrics.jsonl", st.iterations());
-    double h2d = 0, d2h = 0, used = 0, h2d_busy = 0, compute_busy = 0, exc = 0, apply_wait = 0;
+    double h2d = 0, d2h = 0, used = 0, h2d_busy = 0, compute_busy = 0, exc = 0, apply_wait = 0, apply_busy = 0;
     int busy_n = 0;
     for (const nlohmann::json& l : lines) {
       const nlohmann::json& e = l.at("engine");
@@ -193,6 +193,7 @@ void run_case(benchmark::State& st, const Options& o, const SizeDef& sz, const O
       d2h += e.value("d2h_bytes", 0.0);
       exc += e.value("delta_exceptions", 0.0);
       apply_wait += e.value("delta_apply_wait_ms", 0.0);
+      apply_busy += e.value("delta_apply_busy_ms", 0.0);
       used = std::max(used, l.value("gpu_used", 0.0));
       if (e.contains("h2d_busy")) {
         h2d_busy += e.at("h2d_busy").get<double>();
@@ -213,6 +214,7 @@ void run_case(benchmark::State& st, const Options& o, const SizeDef& sz, const O
     if (exc > 0 || apply_wait > 0) {  // Note [Delta write-back]
       st.counters["delta_exceptions"] = exc / n;
       st.counters["delta_apply_wait_ms"] = apply_wait / n;
+      st.counters["delta_apply_busy_ms"] = apply_busy / n;
     }
     if (o.h2d_bytes_per_s > 0 && h2d > 0) st.counters["fraction_of_transfer_bound"] = h2d / o.h2d_bytes_per_s / step_s;
     const double block_params = double(cfg.model.spec.block_params()) * double(cfg.model.spec.num_layers);

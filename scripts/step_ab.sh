@@ -29,6 +29,7 @@ try:
     b = json.load(open(sys.argv[1]))['benchmarks'][0]
     print(sys.argv[2], 's/step %.4f' % b['s_per_step'], 'bound %.3f' % b['fraction_of_transfer_bound'],
           'h2d_busy %.3f' % b['h2d_busy'], 'apply_wait_ms %.2f' % b.get('delta_apply_wait_ms', -1),
+          'apply_busy_ms %.1f' % b.get('delta_apply_busy_ms', -1),
           'exc %d' % b.get('delta_exceptions', -1), 'gpu_MiB %.0f' % b.get('gpu_used_MiB', -1), 'compute_busy %.3f' % b.get('compute_busy', -1))
 except Exception as e:
     print(sys.argv[2], 'failed:', e)

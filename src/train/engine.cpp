@@ -300,6 +300,7 @@ class OffloadEngine : public Engine {
         j["delta_exceptions"] = pass_exceptions_;
         j["delta_code_bytes"] = pass_code_bytes_;
         j["delta_apply_wait_ms"] = delta_wait_ms_;
+        j["delta_apply_busy_ms"] = delta_busy_ms_;
         if (delta_->fp8()) {  // since the engine started
           j["fp8_rescaled_rows"] = delta_->rescaled_rows();
           j["delta_overflowed"] = delta_->overflowed();
@@ -416,6 +417,7 @@ class OffloadEngine : public Engine {
     pass_exceptions_ = 0;
     pass_code_bytes_ = 0;
     delta_wait_ms_ = 0;
+    delta_busy_ms_ = 0;
     wb.count_bytes = DeltaBuffers::kCountBytes;
     wb.count_src = [this](int k) { return delta_->device_count(k); };
     wb.count_dst = [this](int b) { return delta_->host_count(b); };
@@ -442,7 +444,9 @@ class OffloadEngine : public Engine {
           apply_queue_.pop_front();
         }
         dev_->host_wait(item.second);
+        const auto t0 = std::chrono::steady_clock::now();
         pass_exceptions_ += delta_->apply(item.first);
+        delta_busy_ms_ += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
         pass_code_bytes_ += delta_->d2h_code_bytes(item.first);
       }
     });
@@ -493,6 +497,7 @@ class OffloadEngine : public Engine {
   std::future<void> applies_;
   int64_t pass_exceptions_ = 0, pass_code_bytes_ = 0;
   double delta_wait_ms_ = 0;
+  double delta_busy_ms_ = 0;  // the apply thread's time inside apply() this pass (read after the join)
   int64_t streamed_numel_ = 0;
   int64_t pass_capacity_ = 0;  // list entries of all streamed blocks
   int dense_passes_left_ = 0;

@@ -65,6 +65,9 @@ TEST(Fp8GpuSite, MastersReplayExactlyFromTheSeedLog) {
           const nlohmann::json s = tr.engine_stats();
           if (s.contains("delta_exceptions")) exceptions += s.at("delta_exceptions").get<int64_t>();
           if (i > 0) mode = s.at("write_back").get<std::string>();
+          if (i > 0) {
+            EXPECT_GT(s.at("delta_apply_busy_ms").get<double>(), 0.0) << what << ": the applies were not timed";
+          }
         }
         trained = tr.snapshot_weights();
       }
