@@ -1,5 +1,6 @@
 // Delta write-back (Note [Delta write-back]) leaves the masters bit-identical to resident training.
 #include "common/remove_tree.h"
+#include "common/tiny_run.h"
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -11,35 +12,15 @@
 namespace zoff {
 namespace {
 
-std::string tmpdir() {
-  char t[] = "/tmp/zoff_delta_XXXXXX";
-  return mkdtemp(t);
-}
-
 RunConfig bf16_config(OptimizerKind kind, double lr) {
-  RunConfig c;
-  c.source = "test";
-  c.model.checkpoint = std::string(ZOFF_TEST_DATA) + "/opt-tiny/model";
-  c.model.spec = parse_hf_config(c.model.checkpoint + "/config.json");
-  c.optimizer.kind = kind;
-  c.optimizer.lr = lr;
-  c.optimizer.eps = 1e-3;
+  RunConfig c = testing::tiny_cpu_run("test", "zoff_delta_", 6);
+  testing::small_optimizer(c, kind, lr);
   c.optimizer.weight_decay = kind == OptimizerKind::SVRG ? 0.0 : 0.01;
-  c.optimizer.fzoo_n = 3;
   c.optimizer.subzero_rank = 4;
   c.optimizer.subzero_period = 3;
-  c.optimizer.svrg_q = 3;
-  c.optimizer.svrg_lr_full = lr;
-  c.optimizer.svrg_lr_inner = lr;
   c.policy.storage_dtype = DType::BF16;
   c.policy.compute_dtype = DType::F32;
-  c.data.batch_size = 2;
-  c.data.max_length = 16;
-  c.train.steps = 6;
   c.train.seed = 7;
-  c.train.device = "cpu";
-  c.train.log_every = 0;
-  c.train.output_dir = tmpdir();
   return c;
 }
 

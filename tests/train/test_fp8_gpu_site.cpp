@@ -6,6 +6,7 @@
 #include <string>
 
 #include "common/remove_tree.h"
+#include "common/tiny_run.h"
 #include "zoff/error.h"
 #include "zoff/replay.h"
 #include "zoff/trainer.h"
@@ -15,18 +16,9 @@ namespace zoff {
 namespace {
 
 RunConfig fp8_config(OptimizerKind kind, double lr, bool fp8 = true) {
-  RunConfig c;
-  c.source = "test";
-  c.model.checkpoint = std::string(ZOFF_TEST_DATA) + "/opt-tiny/model";
-  c.model.spec = parse_hf_config(c.model.checkpoint + "/config.json");
-  c.optimizer.kind = kind;
-  c.optimizer.lr = lr;
-  c.optimizer.eps = 1e-3;
+  RunConfig c = testing::tiny_cpu_run("test", "zoff_fp8site_", 6);
+  testing::small_optimizer(c, kind, lr);
   c.optimizer.weight_decay = 0.0;
-  c.optimizer.fzoo_n = 3;
-  c.optimizer.svrg_q = 3;
-  c.optimizer.svrg_lr_full = lr;
-  c.optimizer.svrg_lr_inner = lr;
   c.policy.storage_dtype = DType::BF16;
   c.policy.compute_dtype = DType::F32;
   c.policy.offload = true;
@@ -36,14 +28,7 @@ RunConfig fp8_config(OptimizerKind kind, double lr, bool fp8 = true) {
   c.policy.update_site = UpdateSite::Gpu;
   c.policy.transfer = fp8 ? TransferFormat::FP8 : TransferFormat::Same;
   c.policy.write_back = WriteBack::Delta;
-  c.data.batch_size = 2;
-  c.data.max_length = 16;
-  c.train.steps = 6;
   c.train.seed = 7;
-  c.train.device = "cpu";
-  c.train.log_every = 0;
-  char t[] = "/tmp/zoff_fp8site_XXXXXX";
-  c.train.output_dir = mkdtemp(t);
   return c;
 }
 

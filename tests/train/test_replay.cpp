@@ -5,6 +5,7 @@
 #include <string>
 
 #include "common/remove_tree.h"
+#include "common/tiny_run.h"
 #include "zoff/replay.h"
 #include "zoff/safetensors.h"
 #include "zoff/trainer.h"
@@ -14,20 +15,7 @@ namespace zoff {
 namespace {
 
 // A CPU run of opt-tiny for `steps` steps in a fresh temporary output folder.
-RunConfig replay_config(int64_t steps) {
-  RunConfig c;
-  c.source = "replay-test";
-  c.model.checkpoint = std::string(ZOFF_TEST_DATA) + "/opt-tiny/model";
-  c.model.spec = parse_hf_config(c.model.checkpoint + "/config.json");
-  c.data.batch_size = 2;
-  c.data.max_length = 16;
-  c.train.steps = steps;
-  c.train.device = "cpu";
-  c.train.log_every = 0;
-  char t[] = "/tmp/zoff_replay_XXXXXX";
-  c.train.output_dir = mkdtemp(t);
-  return c;
-}
+RunConfig replay_config(int64_t steps) { return testing::tiny_cpu_run("replay-test", "zoff_replay_", steps); }
 
 TEST(Replay, SeedLogRebuildsTrainedWeightsExactly) {
   for (OptimizerKind kind : {OptimizerKind::MeZO, OptimizerKind::FZOO, OptimizerKind::SubZero, OptimizerKind::SVRG}) {
