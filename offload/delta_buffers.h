@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 #include <tbb/task_arena.h>
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -107,11 +108,12 @@ class DeltaBuffers {
   int64_t stored(int b) const;
   int64_t capacity(int b) const { return cap_.at(size_t(b)); }
   int64_t host_bytes() const { return host_bytes_; }
-  // Exceptions, and those that overflowed the list, since construction.
-  int64_t exceptions() const { return exceptions_; }
-  int64_t overflowed() const { return overflowed_; }
+  // Exceptions, and those that overflowed the list, since construction (readable while another
+  // thread applies: Note [Applies across passes]).
+  int64_t exceptions() const { return exceptions_.load(); }
+  int64_t overflowed() const { return overflowed_.load(); }
   // fp8 mode: rows re-packed with a new scale since construction.
-  int64_t rescaled_rows() const { return rescaled_rows_; }
+  int64_t rescaled_rows() const { return rescaled_rows_.load(); }
 
  private:
   struct Mapped {
@@ -135,7 +137,7 @@ class DeltaBuffers {
   int64_t list_stride_ = 0;      // entries
   int64_t slot_stride_ = 0;
   int64_t host_bytes_ = 0;
-  int64_t exceptions_ = 0, overflowed_ = 0, rescaled_rows_ = 0;
+  std::atomic<int64_t> exceptions_{0}, overflowed_{0}, rescaled_rows_{0};
   bool fp8_ = false;
   std::vector<k::Fp8RecomputeRecipe> recipes_;  // fp8 mode, per block
   std::unique_ptr<tbb::task_arena> arena_;  // set by ZOFF_DELTA_APPLY_THREADS

@@ -71,6 +71,11 @@ void Executor::issue(const Plan& plan, const ComputeFn& compute, const HostUpdat
       host_wait_ms_ += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
       continue;
     }
+    if (op.kind == OpKind::Upload && upload_gate_) {
+      const auto t0 = std::chrono::steady_clock::now();
+      upload_gate_(b);
+      gate_wait_ms_ += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    }
     const StreamId s = op.stream;
     for (const EventRef& e : op.waits) dev_.wait(s, ev(e, K));
     if (timed) dev_.mark(s, timers_[2 * i]);
@@ -122,6 +127,7 @@ void Executor::run_step(const Plan& plan, const ComputeFn& compute, const HostUp
              "executor: staged delta codes need codes_dst and codes_bytes");
   timeline_.clear();
   host_wait_ms_ = 0;
+  gate_wait_ms_ = 0;
   const auto t0 = std::chrono::steady_clock::now();
   try {
     issue(plan, compute, host_update_wait, upload_issued, write_back);

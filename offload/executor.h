@@ -29,6 +29,10 @@ using HostUpdateWaitFn = std::function<void(int block)>;
 // issued: `loaded` completes once the copy has landed, so the host may then write the block's
 // master again (the deferred update site's host thread waits on it).
 using UploadIssuedFn = std::function<void(int block, EventId loaded)>;
+// Called on the issuing thread before each Upload op (after its WaitHostUpdate, if any), on every
+// step until replaced: may block until the host is done with the block's master (the delta
+// applies of an earlier step, Note [Applies across passes] in src/train/delta_applier.h).
+using UploadGateFn = std::function<void(int block)>;
 
 // How this step's Offload ops (GPU update site) return a slot to its block's master.
 //   Dense: copy the whole block back (storage bytes).
@@ -60,8 +64,8 @@ struct ExecutorOptions {
 // Note [Executor]
 // run_step issues the plan's ops in order: for each op, wait on its events, (mark its start),
 // issue the copy or launch, (mark its end), record its events. The issuing thread never waits
-// on the device inside a step; the only host waits are WaitHostUpdate ops (CPU site) and one
-// synchronize_all at the end, so a step's device work is finished when run_step returns.
+// on the device inside a step; the only host waits are WaitHostUpdate ops (CPU site), the upload
+// gate (set_upload_gate) and one synchronize_all at the end, so a step's device work is finished when run_step returns.
 // If anything throws while issuing, run_step still synchronises before rethrowing (the queued
 // work refers to the callback and buffers). Events, timers and tensor views are made by
 // prepare() (called by the first run_step of a plan shape); later steps allocate nothing.
@@ -77,10 +81,13 @@ class Executor {
   void run_step(const Plan& plan, const ComputeFn& compute, const HostUpdateWaitFn& host_update_wait = {},
                 const UploadIssuedFn& upload_issued = {}, const WriteBackSpec& write_back = {});
 
+  void set_upload_gate(UploadGateFn gate) { upload_gate_ = std::move(gate); }
+
   // The last step. Timeline-derived values need ExecutorOptions::timeline.
   const std::vector<OpTiming>& timeline() const { return timeline_; }
   double wall_ms() const { return wall_ms_; }               // run_step's host wall time
   double host_wait_ms() const { return host_wait_ms_; }     // spent in WaitHostUpdate
+  double gate_wait_ms() const { return gate_wait_ms_; }     // spent in the upload gate
   double step_ms() const { return timeline_span_ms(timeline_); }
   double h2d_busy_fraction() const { return busy_fraction(timeline_, OpKind::Upload); }
   double d2h_busy_fraction() const { return busy_fraction(timeline_, OpKind::Offload); }
@@ -107,6 +114,8 @@ class Executor {
   std::vector<OpTiming> timeline_;
   double wall_ms_ = 0;
   double host_wait_ms_ = 0;
+  double gate_wait_ms_ = 0;
+  UploadGateFn upload_gate_;
   int64_t steps_ = 0;
 };
 

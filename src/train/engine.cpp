@@ -6,10 +6,6 @@
 #include <future>
 #include <thread>
 
-#include <condition_variable>
-#include <deque>
-#include <mutex>
-
 #include "offload/block_store.h"
 #include "offload/delta_buffers.h"
 #include "offload/executor.h"
@@ -20,6 +16,7 @@
 #include "zoff/error.h"
 #include "zoff/log.h"
 #include "deferred_updates.h"
+#include "delta_applier.h"
 #include "device_info.h"
 #include "zoff/run_plan.h"
 #ifdef ZOFF_WITH_CUDA
@@ -138,7 +135,7 @@ class OffloadEngine : public Engine {
 
   ~OffloadEngine() override {
     if (host_updates_.valid()) host_updates_.wait();
-    finish_delta_applies(true);
+    finish_delta_applies(true);  // then applier_, declared last, joins its thread first
   }
 
   void run_pass(ZoStep& step, ZoOptimizer* opt, bool apply_pending) override {
@@ -207,6 +204,7 @@ class OffloadEngine : public Engine {
   }
 
   void flush(ZoOptimizer& opt) override {
+    drain_applies();
     if (deferred_) return flush_deferred(opt);
     if (opt.pending().empty()) return;
     if (delta_ && delta_->fp8()) return flush_fp8(opt);
@@ -250,6 +248,7 @@ class OffloadEngine : public Engine {
 
   std::vector<at::Tensor> host_groups() override {
     dev_->synchronize_all();
+    drain_applies();
     if (deferred_) deferred_->drain();
     resident_->store_to_host();
     std::vector<at::Tensor> out;
@@ -262,6 +261,7 @@ class OffloadEngine : public Engine {
 
   void load_groups(const std::vector<at::Tensor>& flats) override {
     dev_->synchronize_all();
+    drain_applies();
     if (deferred_) deferred_->drain();  // nothing may replay onto the loaded weights
     embed_.copy_(flats.at(size_t(m_.embed_group())));
     head_.copy_(flats.at(size_t(m_.head_group())));
@@ -301,6 +301,11 @@ class OffloadEngine : public Engine {
         j["delta_code_bytes"] = pass_code_bytes_;
         j["delta_apply_wait_ms"] = delta_wait_ms_;
         j["delta_apply_busy_ms"] = delta_busy_ms_;
+        // Note [Applies across passes]: with lagged applies the figures above are those of the
+        // latest pass whose applies finished; this says whether the last pass's still run.
+        j["delta_applies_lag"] = lag_applies_;
+        j["delta_applies_pending"] = applier_->pass_pending();
+        j["delta_exceptions_total"] = applier_->total().exceptions;
         if (delta_->fp8()) {  // since the engine started
           j["fp8_rescaled_rows"] = delta_->rescaled_rows();
           j["delta_overflowed"] = delta_->overflowed();
@@ -402,22 +407,19 @@ class OffloadEngine : public Engine {
     }
     delta_ = std::make_unique<DeltaBuffers>(*dev_, *store_, plan_.streamed, pol_.num_slots, pol_.delta_list_divisor,
                                             pol_.pin_memory);
+    applier_ = std::make_unique<DeltaApplier>(*dev_, *delta_, m_.num_layers());
+    lag_applies_ = delta_->fp8();
+    exec_->set_upload_gate([this](int b) { applier_->wait_block(b); });
     for (int b : plan_.streamed) streamed_numel_ += store_->numel(b), pass_capacity_ += delta_->capacity(b);
   }
 
-  // One host thread per delta pass applies each streamed block's change to its master once the
-  // block's Offload (the count copy) completed, in plan order; run_pass joins it after the
-  // device is done, so the next pass's uploads read updated masters.
+  // Note [Applies across passes] (delta_applier.h): the applier's thread applies each streamed
+  // block's change to its master once the block's Offload (the count copy) completed, in plan
+  // order; the executor's upload gate holds a block's next upload until then. The fp8 GPU site
+  // lets a pass end with applies still running; otherwise run_pass drains them as the pass ends.
   void start_delta_applies(WriteBackSpec& wb) {
-    {
-      std::lock_guard<std::mutex> lk(apply_mu_);
-      apply_queue_.clear();
-      apply_stop_ = false;
-    }
-    pass_exceptions_ = 0;
-    pass_code_bytes_ = 0;
-    delta_wait_ms_ = 0;
-    delta_busy_ms_ = 0;
+    applier_->begin_pass(plan_.streamed.size());
+    delta_pass_ = true;
     wb.count_bytes = DeltaBuffers::kCountBytes;
     wb.count_src = [this](int k) { return delta_->device_count(k); };
     wb.count_dst = [this](int b) { return delta_->host_count(b); };
@@ -427,49 +429,25 @@ class OffloadEngine : public Engine {
       wb.codes_bytes = [this](int b) { return delta_->code_bytes(b); };
     }
     if (delta_->list_staged()) wb.list_copy = [this](int k, int b) { delta_->copy_list(k, b); };
-    wb.offload_issued = [this](int b, EventId e) {
-      std::lock_guard<std::mutex> lk(apply_mu_);
-      apply_queue_.push_back({b, e});
-      apply_cv_.notify_one();
-    };
-    const size_t n = plan_.streamed.size();
-    applies_ = std::async(std::launch::async, [this, n] {
-      for (size_t i = 0; i < n; ++i) {
-        std::pair<int, EventId> item;
-        {
-          std::unique_lock<std::mutex> lk(apply_mu_);
-          apply_cv_.wait(lk, [&] { return apply_stop_ || !apply_queue_.empty(); });
-          if (apply_queue_.empty()) return;  // stopped
-          item = apply_queue_.front();
-          apply_queue_.pop_front();
-        }
-        dev_->host_wait(item.second);
-        const auto t0 = std::chrono::steady_clock::now();
-        pass_exceptions_ += delta_->apply(item.first);
-        delta_busy_ms_ += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-        pass_code_bytes_ += delta_->d2h_code_bytes(item.first);
-      }
-    });
+    wb.offload_issued = [this](int b, EventId e) { applier_->enqueue(b, e); };
   }
 
-  // Joins the apply thread. After an error while issuing, wakes it so it can stop early.
+  // Ends a delta pass: drains its applies (unless they lag) and takes the latest complete pass's
+  // figures. After an error while issuing, drops the applies still queued.
   void finish_delta_applies(bool failed) {
-    if (!applies_.valid()) return;
-    if (failed) {
-      {
-        std::lock_guard<std::mutex> lk(apply_mu_);
-        apply_stop_ = true;
-      }
-      apply_cv_.notify_all();
-      try {
-        applies_.get();
-      } catch (...) {
-      }
-      return;
-    }
-    const auto t0 = std::chrono::steady_clock::now();
-    applies_.get();
-    delta_wait_ms_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    if (!applier_ || !delta_pass_) return;
+    delta_pass_ = false;
+    if (failed) return applier_->abort();
+    delta_wait_ms_ = lag_applies_ ? exec_->gate_wait_ms() : applier_->drain();
+    const ApplyPassStats st = applier_->last_complete();
+    pass_exceptions_ = st.exceptions;
+    pass_code_bytes_ = st.code_bytes;
+    delta_busy_ms_ = st.busy_ms;
+  }
+
+  // Before anything outside a pass reads or writes the masters.
+  void drain_applies() {
+    if (applier_) applier_->drain();
   }
 
   const Model& m_;
@@ -490,20 +468,18 @@ class OffloadEngine : public Engine {
   HostUpdateWaitFn skip_wait_ = [](int) {};
   std::unique_ptr<DeltaBuffers> delta_;  // GPU site with delta write-back only
   WriteBackMode last_write_back_ = WriteBackMode::Dense;
-  std::mutex apply_mu_;
-  std::condition_variable apply_cv_;
-  std::deque<std::pair<int, EventId>> apply_queue_;
-  bool apply_stop_ = false;
-  std::future<void> applies_;
+  bool delta_pass_ = false;   // a delta pass's applies were started and not yet finished
+  bool lag_applies_ = false;  // Note [Applies across passes]: the fp8 GPU site
   int64_t pass_exceptions_ = 0, pass_code_bytes_ = 0;
-  double delta_wait_ms_ = 0;
-  double delta_busy_ms_ = 0;  // the apply thread's time inside apply() this pass (read after the join)
+  double delta_wait_ms_ = 0;  // the pass's end waiting for its applies, or (lagged) its upload gates
+  double delta_busy_ms_ = 0;  // the apply thread's time in apply() (latest complete pass)
   int64_t streamed_numel_ = 0;
   int64_t pass_capacity_ = 0;  // list entries of all streamed blocks
   int dense_passes_left_ = 0;
   bool warned_fallback_ = false;
   static constexpr double kDeltaMaxExceptions = 0.1;
   static constexpr int kDeltaBackoff = 16;
+  std::unique_ptr<DeltaApplier> applier_;  // last: its thread uses delta_, store_ and dev_
 };
 
 }  // namespace
