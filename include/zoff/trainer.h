@@ -63,6 +63,9 @@ class Trainer {
   std::vector<at::Tensor> snapshot_weights();
   // Runs one step and returns its stats (train() calls this in a loop).
   StepStats train_step();
+  // Blocks until the host work that trails finished steps (the fp8 GPU site's delta applies, Note
+  // [Applies across passes]) is done; returns the ms waited. Benches time it with the last step.
+  double wait_background();
 
  private:
   struct Impl;

@@ -33,6 +33,7 @@ namespace zoff {
 // The engine lags only the fp8 GPU site: the bf16 delta's fallback to a dense write-back (Note
 // [Delta fallback]) is decided from a pass's exception count as the pass ends, and its apply is
 // short (1-9 ms after the device at 13B, docs/results.md).
+// Environment ZOFF_DELTA_APPLY_LAG=0 (a measurement knob) makes the fp8 site drain as the pass ends too.
 // Environment ZOFF_DEBUG_DELTA_APPLY_DELAY_MS=N (tests) sleeps N ms before each block's apply, so
 // that a test can make the applies lag behind the device on any machine.
 struct ApplyPassStats {

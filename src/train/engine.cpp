@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <future>
 #include <thread>
 
@@ -408,7 +409,8 @@ class OffloadEngine : public Engine {
     delta_ = std::make_unique<DeltaBuffers>(*dev_, *store_, plan_.streamed, pol_.num_slots, pol_.delta_list_divisor,
                                             pol_.pin_memory);
     applier_ = std::make_unique<DeltaApplier>(*dev_, *delta_, m_.num_layers());
-    lag_applies_ = delta_->fp8();
+    const char* lag = std::getenv("ZOFF_DELTA_APPLY_LAG");
+    lag_applies_ = delta_->fp8() && !(lag != nullptr && std::string(lag) == "0");
     exec_->set_upload_gate([this](int b) { applier_->wait_block(b); });
     for (int b : plan_.streamed) streamed_numel_ += store_->numel(b), pass_capacity_ += delta_->capacity(b);
   }
@@ -444,6 +446,8 @@ class OffloadEngine : public Engine {
     pass_code_bytes_ = st.code_bytes;
     delta_busy_ms_ = st.busy_ms;
   }
+
+  void wait_background() override { drain_applies(); }
 
   // Before anything outside a pass reads or writes the masters.
   void drain_applies() {

@@ -40,6 +40,8 @@ class Engine {
   // Per-step engine numbers (h2d bytes, busy fractions) for metrics; may be empty.
   virtual nlohmann::json last_pass_stats() const { return nlohmann::json::object(); }
   virtual void write_timeline(const std::string& path) const {}
+  // Blocks until the host work that trails finished passes is done (Note [Applies across passes]).
+  virtual void wait_background() {}
 };
 
 struct EngineOptions {

@@ -393,6 +393,12 @@ EvalResult Trainer::evaluate(const std::string& split_path) {
   return r;
 }
 
+double Trainer::wait_background() {
+  const auto t0 = std::chrono::steady_clock::now();
+  impl_->engine->wait_background();
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
 std::vector<at::Tensor> Trainer::snapshot_weights() {
   c10::InferenceMode guard;
   impl_->engine->flush(*impl_->opt);
