@@ -306,7 +306,9 @@ class OffloadEngine : public Engine {
         // latest pass whose applies finished; this says whether the last pass's still run.
         j["delta_applies_lag"] = lag_applies_;
         j["delta_applies_pending"] = applier_->pass_pending();
-        j["delta_exceptions_total"] = applier_->total().exceptions;
+        const ApplyPassStats total = applier_->total();
+        j["delta_exceptions_total"] = total.exceptions;
+        j["delta_apply_busy_total_ms"] = total.busy_ms;
         if (delta_->fp8()) {  // since the engine started
           j["fp8_rescaled_rows"] = delta_->rescaled_rows();
           j["delta_overflowed"] = delta_->overflowed();

@@ -108,13 +108,14 @@ PlannerInput planner_input(const Model& m, const RunConfig& cfg) {
   }
   // fp8 at the GPU site (Note [fp8 at the GPU site]): the host applies the device's codes to the
   // bf16 master and keeps the fp8 copy current. Measured on the H200 host (16 cores, docs/
-  // results.md session 10, call 2, the branch-light AVX-512 walk): OPT-13B's step took 0.41 s
-  // host-bound for 12.6 G streamed elements and OPT-30B's 1.03 s for 29.6 G, ~0.53 core-ns per
-  // element (session 9's walk: 0.75); it does not depend on the optimizer's terms (the device
-  // draws z).
+  // results.md session 11, with Note [Applies across passes], so the step is the larger of device
+  // and host): OPT-13B's step took 0.363-0.388 s host-bound for 12.6 G streamed elements and
+  // OPT-30B's 0.870-0.964 s for 29.6 G, ~0.49 core-ns per element (session 10, applies joined at
+  // each pass's end: 0.53; session 9's walk: 0.75); it does not depend on the optimizer's terms
+  // (the device draws z).
   if (fp8_gpu_site(pol)) {
     in.host_cores = int(std::max(1u, std::thread::hardware_concurrency()));
-    in.host_update_ns = 0.53;
+    in.host_update_ns = 0.49;
   }
   double per_token = 0;
   for (int l = 0; l < m.num_layers(); ++l) per_token += 2.0 * double(m.group(m.layer_group(l)).numel);
