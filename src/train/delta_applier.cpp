@@ -18,6 +18,7 @@ static double ms_since(Clock::time_point t0) {
 DeltaApplier::DeltaApplier(StreamDevice& dev, DeltaBuffers& delta, int num_blocks)
     : dev_(dev), delta_(delta), pending_(size_t(std::max(num_blocks, 0)), 0) {
   if (const char* d = std::getenv("ZOFF_DEBUG_DELTA_APPLY_DELAY_MS")) delay_ms_ = std::max(0, std::atoi(d));
+  if (const char* f = std::getenv("ZOFF_DEBUG_DELTA_APPLY_FAIL_AT")) fail_at_ = std::atoll(f);
   thread_ = std::thread([this] { run(); });
 }
 
@@ -132,6 +133,8 @@ void DeltaApplier::run() {
     try {
       dev_.host_wait(it.done);
       if (delay_ms_ > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms_));
+      ZOFF_CHECK(started_++ != fail_at_, "delta apply of block ", it.block,
+                 " failed (ZOFF_DEBUG_DELTA_APPLY_FAIL_AT, a test knob)");
       const auto t0 = Clock::now();
       s.exceptions = delta_.apply(it.block);
       s.busy_ms = ms_since(t0);

@@ -35,7 +35,8 @@ namespace zoff {
 // short (1-9 ms after the device at 13B, docs/results.md).
 // Environment ZOFF_DELTA_APPLY_LAG=0 (a measurement knob) makes the fp8 site drain as the pass ends too.
 // Environment ZOFF_DEBUG_DELTA_APPLY_DELAY_MS=N (tests) sleeps N ms before each block's apply, so
-// that a test can make the applies lag behind the device on any machine.
+// that a test can make the applies lag behind the device on any machine;
+// ZOFF_DEBUG_DELTA_APPLY_FAIL_AT=N (tests) makes the N-th apply (from 0) throw instead.
 struct ApplyPassStats {
   int64_t exceptions = 0;  // delta exceptions of the pass's blocks
   int64_t code_bytes = 0;  // code bytes that crossed the link
@@ -93,6 +94,7 @@ class DeltaApplier {
   bool busy_ = false, stop_ = false;
   std::exception_ptr error_;
   int delay_ms_ = 0;  // ZOFF_DEBUG_DELTA_APPLY_DELAY_MS
+  int64_t fail_at_ = -1, started_ = 0;  // ZOFF_DEBUG_DELTA_APPLY_FAIL_AT; applies begun (thread only)
   std::thread thread_;  // last: started once the members above exist
 };
 

@@ -130,6 +130,29 @@ TEST(Fp8GpuSite, LaggingAppliesKeepTheWeightsExact) {
   for (size_t g = 0; g < slow.size(); ++g) EXPECT_TRUE(at::equal(slow[g], fast[g])) << "group " << g;
 }
 
+// An apply that fails while trailing a pass surfaces as an error of a later step (at the upload gate)
+// or of the drain, names the block, and nothing hangs: neither the next steps nor the destructor.
+TEST(Fp8GpuSite, FailingApplySurfacesAsAnError) {
+  setenv("ZOFF_DEBUG_DELTA_APPLY_FAIL_AT", "4", 1);  // opt-tiny streams 3 blocks: pass 2's second block
+  RunConfig c = fp8_config(OptimizerKind::MeZO, 1e-3);
+  std::string what;
+  {
+    Trainer tr(c);
+    try {
+      for (int i = 0; i < 6; ++i) tr.train_step();
+      tr.snapshot_weights();
+    } catch (const Error& e) {
+      what = e.what();
+    }
+    if (!what.empty()) {  // the trainer stays failed: later steps rethrow instead of training on
+      EXPECT_THROW(tr.train_step(), Error);
+    }
+  }
+  unsetenv("ZOFF_DEBUG_DELTA_APPLY_FAIL_AT");
+  zoff::testing::remove_tree(c.train.output_dir);
+  EXPECT_NE(what.find("delta apply of block"), std::string::npos) << "no error, or another one: " << what;
+}
+
 // Forwards see the fp8 weights plus the update: losses stay close to the bf16 run's.
 TEST(Fp8GpuSite, LossesTrackTheBf16Run) {
   auto losses = [](bool fp8) {
