@@ -9,33 +9,14 @@
 #include <c10/core/InferenceMode.h>
 
 #include "kernels/host/zo_host.h"
+#include "offload/env_knob.h"
 #include "src/optim/device_dispatch.h"
 #include "zoff/error.h"
 #include "zoff/log.h"
 
 namespace zoff {
 
-namespace {
-// The tuning knobs of Note [Delta buffers]: "environment: NAME=value (want ...)" on a bad value.
-// Whether NAME is set to `a` (true) or `b` (false); `dflt` when unset.
-bool env_either(const char* name, const char* a, const char* b, bool dflt) {
-  const char* e = std::getenv(name);
-  if (!e) return dflt;
-  const std::string v = e;
-  ZOFF_CHECK(v == a || v == b, "environment: ", name, "=", v, " (want ", a, " or ", b, ")");
-  return v == a;
-}
-// NAME as an integer in [lo, hi], or `dflt` when unset.
-long env_int(const char* name, long lo, long hi, long dflt) {
-  const char* e = std::getenv(name);
-  if (!e) return dflt;
-  char* end = nullptr;
-  const long v = std::strtol(e, &end, 10);
-  ZOFF_CHECK(end != e && *end == '\0' && v >= lo && v <= hi, "environment: ", name, "=", e, " (want ", lo, " .. ",
-             hi, ")");
-  return v;
-}
-}  // namespace
+// The tuning knobs of Note [Delta buffers] are read with offload/env_knob.h.
 
 DeltaBuffers::DeltaBuffers(StreamDevice& dev, BlockStore& store, const std::vector<int>& blocks, int num_slots,
                            int64_t list_divisor, bool pin)

@@ -3,8 +3,8 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdlib>
 
+#include "offload/env_knob.h"
 #include "zoff/error.h"
 
 namespace zoff {
@@ -17,8 +17,8 @@ static double ms_since(Clock::time_point t0) {
 
 DeltaApplier::DeltaApplier(StreamDevice& dev, DeltaBuffers& delta, int num_blocks)
     : dev_(dev), delta_(delta), pending_(size_t(std::max(num_blocks, 0)), 0) {
-  if (const char* d = std::getenv("ZOFF_DEBUG_DELTA_APPLY_DELAY_MS")) delay_ms_ = std::max(0, std::atoi(d));
-  if (const char* f = std::getenv("ZOFF_DEBUG_DELTA_APPLY_FAIL_AT")) fail_at_ = std::atoll(f);
+  delay_ms_ = int(env_int("ZOFF_DEBUG_DELTA_APPLY_DELAY_MS", 0, 60000, 0));
+  fail_at_ = env_int("ZOFF_DEBUG_DELTA_APPLY_FAIL_AT", 0, 1L << 40, -1);
   thread_ = std::thread([this] { run(); });
 }
 

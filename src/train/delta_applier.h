@@ -33,7 +33,9 @@ namespace zoff {
 // The engine lags only the fp8 GPU site: the bf16 delta's fallback to a dense write-back (Note
 // [Delta fallback]) is decided from a pass's exception count as the pass ends, and its apply is
 // short (1-9 ms after the device at 13B, docs/results.md).
-// Environment ZOFF_DELTA_APPLY_LAG=0 (a measurement knob) makes the fp8 site drain as the pass ends too.
+// Environment ZOFF_DELTA_APPLY_LAG (a measurement knob): 0 makes the fp8 site drain as the pass
+// ends too; 1 lags the bf16 delta as well (its dense fallback is then decided from the latest
+// complete pass's exceptions, one pass late). Not measured on the GPU for bf16 yet.
 // Environment ZOFF_DEBUG_DELTA_APPLY_DELAY_MS=N (tests) sleeps N ms before each block's apply, so
 // that a test can make the applies lag behind the device on any machine;
 // ZOFF_DEBUG_DELTA_APPLY_FAIL_AT=N (tests) makes the N-th apply (from 0) throw instead.

@@ -3,12 +3,12 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdlib>
 #include <future>
 #include <thread>
 
 #include "offload/block_store.h"
 #include "offload/delta_buffers.h"
+#include "offload/env_knob.h"
 #include "offload/executor.h"
 #include "offload/host_stream_device.h"
 #include "offload/plan.h"
@@ -411,8 +411,7 @@ class OffloadEngine : public Engine {
     delta_ = std::make_unique<DeltaBuffers>(*dev_, *store_, plan_.streamed, pol_.num_slots, pol_.delta_list_divisor,
                                             pol_.pin_memory);
     applier_ = std::make_unique<DeltaApplier>(*dev_, *delta_, m_.num_layers());
-    const char* lag = std::getenv("ZOFF_DELTA_APPLY_LAG");
-    lag_applies_ = delta_->fp8() && !(lag != nullptr && std::string(lag) == "0");
+    lag_applies_ = env_either("ZOFF_DELTA_APPLY_LAG", "1", "0", delta_->fp8());
     exec_->set_upload_gate([this](int b) { applier_->wait_block(b); });
     for (int b : plan_.streamed) streamed_numel_ += store_->numel(b), pass_capacity_ += delta_->capacity(b);
   }

@@ -172,6 +172,24 @@ TEST(DeltaWriteBack, ApplyThreadsKnob) {
   expect_knob_rejected("ZOFF_DELTA_APPLY_THREADS", "4x");
 }
 
+// Note [Applies across passes]: ZOFF_DELTA_APPLY_LAG=1 lets the bf16 delta's applies trail into the
+// next pass too (slowed here, so they do): the same bits as resident training, for every optimizer.
+TEST(DeltaWriteBack, LaggedAppliesKnob) {
+  for (OptimizerKind kind : {OptimizerKind::MeZO, OptimizerKind::FZOO, OptimizerKind::SVRG}) {
+    const Result ref = run(bf16_config(kind, 1e-3), 5);
+    const EnvKnob lag("ZOFF_DELTA_APPLY_LAG", "1");
+    const EnvKnob slow("ZOFF_DEBUG_DELTA_APPLY_DELAY_MS", "20");
+    const Result r = run(streamed(bf16_config(kind, 1e-3), WriteBack::Delta, 2), 5);
+    expect_identical(r, ref, std::string(optimizer_kind_name(kind)) + " lagged applies");
+    bool lagged = false;
+    for (auto& s : r.stats) lagged |= s.value("delta_applies_lag", false) && s.value("delta_applies_pending", false);
+    EXPECT_TRUE(lagged) << optimizer_kind_name(kind) << ": no pass ended with its applies pending";
+  }
+  expect_knob_rejected("ZOFF_DELTA_APPLY_LAG", "yes");
+  expect_knob_rejected("ZOFF_DEBUG_DELTA_APPLY_DELAY_MS", "-5");
+  expect_knob_rejected("ZOFF_DEBUG_DELTA_APPLY_FAIL_AT", "x");
+}
+
 // The measurement knob ZOFF_DEBUG_SKIP_DELTA_APPLY=1 really leaves the masters stale (it is not a
 // no-op, so timings taken with it measure a step without the host apply).
 TEST(DeltaWriteBack, SkipApplyKnob) {
