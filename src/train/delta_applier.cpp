@@ -40,7 +40,7 @@ void DeltaApplier::begin_pass(size_t n) {
   std::lock_guard<std::mutex> lk(mu_);
   rethrow_locked();
   passes_.push_back({next_pass_++, n, 0, 0, {}});
-  account_locked(passes_.back().id, {});  // a pass of no blocks is complete at once
+  account_locked(passes_.back().id, 0, {});  // a pass of no blocks is complete at once
 }
 
 void DeltaApplier::enqueue(int b, EventId done) {
@@ -99,13 +99,15 @@ bool DeltaApplier::pass_pending() const {
   return !passes_.empty();
 }
 
-// Adds one block's figures to its pass; retires the passes at the front whose blocks are all applied.
-void DeltaApplier::account_locked(uint64_t pass, const ApplyPassStats& s) {
+// Adds `blocks` applied blocks and their figures to a pass; retires the passes at the front whose
+// blocks are all applied.
+void DeltaApplier::account_locked(uint64_t pass, size_t blocks, const ApplyPassStats& s) {
   total_.exceptions += s.exceptions;
   total_.code_bytes += s.code_bytes;
   total_.busy_ms += s.busy_ms;
   for (PassRecord& r : passes_)
     if (r.id == pass) {
+      r.applied += blocks;
       r.stats.exceptions += s.exceptions;
       r.stats.code_bytes += s.code_bytes;
       r.stats.busy_ms += s.busy_ms;
@@ -152,9 +154,7 @@ void DeltaApplier::run() {
         passes_.clear();
         std::fill(pending_.begin(), pending_.end(), uint8_t(0));
       } else {
-        for (PassRecord& r : passes_)
-          if (r.id == it.pass) ++r.applied;
-        account_locked(it.pass, s);
+        account_locked(it.pass, 1, s);
       }
     }
     done_cv_.notify_all();

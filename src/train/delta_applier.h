@@ -81,7 +81,7 @@ class DeltaApplier {
   };
   void run();
   void rethrow_locked() const;
-  void account_locked(uint64_t pass, const ApplyPassStats& s);
+  void account_locked(uint64_t pass, size_t blocks, const ApplyPassStats& s);
 
   StreamDevice& dev_;
   DeltaBuffers& delta_;
