@@ -490,6 +490,66 @@ BENCHMARK(BM_ZoPerturb)
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond);
 
+// zo_update_fp8 (Note [fp8 at the GPU site]) of 5120-element rows, ~2^28 elements: the fp8 copy in,
+// bf16 forward weights and 2-bit codes out (n * (1 + 2 + 0.25) bytes), exceptions to the list.
+// coeff_e6: the term's coefficient in units of 1e-6 against N(0, 1) weights (bf16 step at 1: 2^-7);
+// 100 gives ~1% changed elements, as the apply bench. Compare its rate with BM_ZoUpdate bf16 SR.
+void BM_ZoUpdateFp8(benchmark::State& st) {
+  if (!gpu_ready(st)) return;
+  const Dist d = Dist(st.range(0));
+  const float coeff = float(st.range(1)) * 1e-6f;
+  const int64_t cols = 5120, chunk_rows = 205, reps = 256, rows = chunk_rows * reps, n = rows * cols;
+  std::vector<uint8_t> master = random_bits(Elem::BF16, chunk_rows * cols);
+  std::vector<uint8_t> hq(static_cast<size_t>(chunk_rows * cols));
+  std::vector<float> hs(static_cast<size_t>(chunk_rows));
+  ref::pack_fp8_exact(reinterpret_cast<const uint16_t*>(master.data()), chunk_rows, cols, hq.data(), hs.data());
+  const int64_t cap = n / 16;
+  Dev q(static_cast<size_t>(n)), scales(size_t(rows) * 4), w(size_t(n) * 2), codes(size_t(n / 4)), list(size_t(cap) * sizeof(Fp8Entry)),
+      count(8);
+  for (int64_t r = 0; r < reps; ++r) {
+    cudaMemcpy(static_cast<uint8_t*>(q.p) + r * int64_t(hq.size()), hq.data(), hq.size(), cudaMemcpyHostToDevice);
+    cudaMemcpy(static_cast<float*>(scales.p) + r * chunk_rows, hs.data(), hs.size() * 4, cudaMemcpyHostToDevice);
+  }
+  ZTerm t{step_seed(3, 4, 5), coeff};
+  Fp8UpdateArgs a{};
+  a.q = static_cast<uint8_t*>(q.p);
+  a.row_scales = static_cast<float*>(scales.p);
+  a.row_len = cols;
+  a.w = w.p;
+  a.w_elem = Elem::BF16;
+  a.n = n;
+  a.pid = param_id("bench");
+  a.dist = d;
+  a.terms = &t;
+  a.nterms = 1;
+  a.sr_seed = 77;
+  a.delta = Fp8DeltaOut{static_cast<uint8_t*>(codes.p), static_cast<Fp8Entry*>(list.p), cap,
+                        static_cast<unsigned long long*>(count.p), 0};
+  auto once = [&] {
+    cudaMemsetAsync(count.p, 0, 8);
+    zo_update_fp8(a, nullptr);
+  };
+  once();
+  double secs = 0;
+  for (auto _ : st) {
+    double s = time_gpu(once);
+    st.SetIterationTime(s);
+    secs += s;
+  }
+  unsigned long long exc = 0;
+  cudaMemcpy(&exc, count.p, 8, cudaMemcpyDeviceToHost);
+  st.counters["exc_per_M"] = double(exc) / double(n) * 1e6;
+  st.counters["Gelem/s"] = double(n) * double(st.iterations()) / secs / 1e9;
+  set_rate(st, double(n) * 3.25, secs, d2d_gbps());
+}
+BENCHMARK(BM_ZoUpdateFp8)
+    ->ArgNames({"dist", "coeff_e6"})
+    ->Args({int(Dist::Gaussian), 100})
+    ->Args({int(Dist::Gaussian), 1000})
+    ->Args({int(Dist::Rademacher), 100})
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+
 // pack_fp8_rows of a 16384 x 16384 matrix (fp32: 1 GiB, bf16: 512 MiB).
 void BM_PackFp8(benchmark::State& st) {
   if (!gpu_ready(st)) return;

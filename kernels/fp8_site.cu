@@ -1,17 +1,33 @@
 // zo_update_fp8 on the GPU: fp8 copy in, forward weights and the master's delta codes out (Note [fp8 at the GPU site]).
-#include <cooperative_groups.h>
-#include <cooperative_groups/scan.h>
-
 #include "kernels/cuda_check.cuh"
+#include "kernels/fast_div.h"
 #include "kernels/fp8_site.h"
 
 namespace zoff::k {
 namespace {
 
+// Note [fp8 update kernel layout]
+// Session 11's profile had this kernel at ~40% of the bf16 stochastic-rounding update's element rate
+// (bench_kernels BM_ZoUpdateFp8 against BM_ZoUpdate: 98 vs 282 Gelem/s, Rademacher 122 vs 425), though
+// it moves fewer bytes (1 + 2 + 0.25 per element against 4). What it did beyond that kernel, per 8
+// elements: a 64-bit division for the row, a row walk and a scale load per element, a second Philox
+// call for Rademacher signs that the first call already holds, and a coalesced-group scan (a
+// generic one, over 64-bit counts) wherever a lane had an exception. Now:
+// - a thread's 8 elements share one row whenever row_len % 8 == 0 (every OPT/Llama matrix and
+//   vector; first % 8 == 0 is required): one 32-bit division by multiply-high (FastDiv,
+//   kernels/fast_div.h), one scale load, one scale exponent; other row lengths keep the walk;
+// - Rademacher: one Philox block serves both groups of 4 (q even, so q and q + 1 share q >> 5);
+// - the warp walks the chunks together (lanes past the end idle), so the exception slots are
+//   reserved with full-warp ballots: a lane's count (0..8) is 4 bits, its exclusive prefix is
+//   sum_b 2^b * popc(ballot(bit b) & lanes below), and lane 0 does the one atomicAdd.
+// Outputs are unchanged bit for bit (tests/gpu/test_fp8_site_gpu.cpp against ref::zo_update_fp8).
+
 struct Fp8Params {
   const uint8_t* q;
   const float* row_scales;
   int64_t row_len;
+  FastDiv rows;  // row_len, when it fits 32 bits and n < 2^32
+  bool fast_rows;
   void* w;
   int64_t n, first;
   PhiloxKey srk;
@@ -21,22 +37,32 @@ struct Fp8Params {
   Fp8DeltaOut d;
 };
 
-// The first of n list slots for this thread's exceptions: the lanes with any form a coalesced
-// group that reserves its slots with one atomicAdd (as Note [Delta emission]).
-__device__ __forceinline__ unsigned long long fp8_reserve(const Fp8Params& p, unsigned long long n) {
-  namespace cg = cooperative_groups;
-  const cg::coalesced_group grp = cg::coalesced_threads();
-  const unsigned long long pre = cg::exclusive_scan(grp, n);
+// The first list slot for this lane's `cnt` exceptions (0 <= cnt <= 8), reserved for the whole
+// warp with one atomicAdd; every lane of the warp calls it (Note [fp8 update kernel layout]).
+__device__ __forceinline__ unsigned long long fp8_reserve(const Fp8Params& p, uint32_t cnt) {
+  const uint32_t lane = threadIdx.x & 31u, below = (1u << lane) - 1u;
+  uint32_t pre = 0, total = 0;
+#pragma unroll
+  for (int b = 0; b < 4; ++b) {
+    const uint32_t m = __ballot_sync(0xFFFFFFFFu, (cnt >> b) & 1u);
+    pre += uint32_t(__popc(m & below)) << b;
+    total += uint32_t(__popc(m)) << b;
+  }
   unsigned long long base = 0;
-  if (grp.thread_rank() == grp.size() - 1) base = atomicAdd(p.d.count, pre + n);
-  return grp.shfl(base, grp.size() - 1) + pre;
+  if (lane == 0) base = atomicAdd(p.d.count, (unsigned long long)total);
+  return __shfl_sync(0xFFFFFFFFu, base, 0) + pre;
 }
 
-// One thread = 8 elements (one stochastic-rounding Philox call, two code bytes).
-template <Dist D, Elem W>
-__global__ void __launch_bounds__(256) fp8_update_kernel(const __grid_constant__ Fp8Params p) {
+// One thread = 8 elements (one stochastic-rounding Philox call, two code bytes). ROW8: the 8 share
+// a row (row_len % 8 == 0).
+template <Dist D, Elem W, bool ROW8>
+__global__ void __launch_bounds__(256, 4) fp8_update_kernel(const __grid_constant__ Fp8Params p) {
   const int64_t chunks = (p.n + 7) / 8;
-  for (int64_t c = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; c < chunks; c += int64_t(gridDim.x) * blockDim.x) {
+  const int64_t warp0 = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) & ~int64_t(31);
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  for (int64_t cb = warp0; cb < chunks; cb += stride) {  // warp-uniform trip count
+    const int64_t c = cb + (threadIdx.x & 31);
+    const bool live = c < chunks;
     const int64_t i0 = 8 * c, g0 = p.first + i0;
     const bool full = i0 + 8 <= p.n;
     uint32_t qb[8];
@@ -46,7 +72,7 @@ __global__ void __launch_bounds__(256) fp8_update_kernel(const __grid_constant__
       for (int j = 0; j < 8; ++j) qb[j] = ((j < 4 ? v.x : v.y) >> (8 * (j & 3))) & 0xFFu;
     } else {
 #pragma unroll
-      for (int j = 0; j < 8; ++j) qb[j] = i0 + j < p.n ? p.q[i0 + j] : 0u;
+      for (int j = 0; j < 8; ++j) qb[j] = live && i0 + j < p.n ? p.q[i0 + j] : 0u;
     }
     float acc[8];
 #pragma unroll
@@ -55,32 +81,58 @@ __global__ void __launch_bounds__(256) fp8_update_kernel(const __grid_constant__
     for (int k = 0; k < kMaxTerms; ++k) {
       if (k >= p.nterms) break;
       float z[8];
-      z_group_keyed<D>(p.key[k], uint64_t(g0 >> 2), z);
-      z_group_keyed<D>(p.key[k], uint64_t(g0 >> 2) + 1, z + 4);
+      if constexpr (D == Dist::Rademacher) {  // groups q, q + 1 (q even) share one Philox block
+        const Philox4 r = philox_keyed(p.key[k], z_group_block<D>(uint64_t(g0 >> 2)));
+        z_group_from<D>(r, uint64_t(g0 >> 2), z);
+        z_group_from<D>(r, uint64_t(g0 >> 2) + 1, z + 4);
+      } else {
+        z_group_keyed<D>(p.key[k], uint64_t(g0 >> 2), z);
+        z_group_keyed<D>(p.key[k], uint64_t(g0 >> 2) + 1, z + 4);
+      }
 #pragma unroll
       for (int j = 0; j < 8; ++j) acc[j] = add_rn(acc[j], mul_rn(p.coeff[k], z[j]));
     }
     const Philox4 sr = philox_keyed(p.srk, uint64_t(g0 >> 3));
-    int64_t row = i0 / p.row_len, rem = i0 - row * p.row_len;
     uint32_t code = 0, exc = 0, r16[8];
     float wv[8];
+    if constexpr (ROW8) {
+      const int64_t row = p.fast_rows ? int64_t(p.rows.div(uint32_t(i0))) : i0 / p.row_len;
+      const float scale = live ? p.row_scales[row] : 1.0f;
+      const int k2 = int((f32_bits(scale) >> 23) & 0xFFu) - 127;
 #pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      const float scale = p.row_scales[row];
-      r16[j] = (sr.v[j >> 1] >> (16 * (j & 1))) & 0xFFFFu;
-      const uint32_t cj = i0 + j < p.n ? fp8_site_code(qb[j], int((f32_bits(scale) >> 23) & 0xFFu) - 127, acc[j], r16[j])
-                                       : kDeltaSame;
-      code |= cj << (2 * j);
-      exc |= uint32_t(cj == kDeltaException) << j;
-      wv[j] = add_rn(mul_rn(e4m3_bits_to_f32(uint8_t(qb[j])), scale), acc[j]);
-      if (++rem == p.row_len) rem = 0, ++row;
+      for (int j = 0; j < 8; ++j) {
+        r16[j] = (sr.v[j >> 1] >> (16 * (j & 1))) & 0xFFFFu;
+        const uint32_t cj = live && (full || i0 + j < p.n) ? fp8_site_code(qb[j], k2, acc[j], r16[j]) : kDeltaSame;
+        code |= cj << (2 * j);
+        exc |= uint32_t(cj == kDeltaException) << j;
+        wv[j] = add_rn(mul_rn(e4m3_bits_to_f32(uint8_t(qb[j])), scale), acc[j]);
+      }
+    } else {
+      int64_t row = 0, rem = 0;
+      if (live) {
+        row = i0 / p.row_len;
+        rem = i0 - row * p.row_len;
+      }
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        const bool in = live && i0 + j < p.n;
+        const float scale = in ? p.row_scales[row] : 1.0f;
+        r16[j] = (sr.v[j >> 1] >> (16 * (j & 1))) & 0xFFFFu;
+        const uint32_t cj = in ? fp8_site_code(qb[j], int((f32_bits(scale) >> 23) & 0xFFu) - 127, acc[j], r16[j]) : kDeltaSame;
+        code |= cj << (2 * j);
+        exc |= uint32_t(cj == kDeltaException) << j;
+        wv[j] = add_rn(mul_rn(e4m3_bits_to_f32(uint8_t(qb[j])), scale), acc[j]);
+        if (++rem == p.row_len) rem = 0, ++row;
+      }
     }
-    if (i0 + 4 < p.n) *reinterpret_cast<uint16_t*>(p.d.codes + i0 / 4) = uint16_t(code);
-    else p.d.codes[i0 / 4] = uint8_t(code);  // the block's codes may end after this byte
-    if (exc != 0) {
+    if (live) {
+      if (i0 + 4 < p.n) *reinterpret_cast<uint16_t*>(p.d.codes + i0 / 4) = uint16_t(code);
+      else p.d.codes[i0 / 4] = uint8_t(code);  // the block's codes may end after this byte
+    }
+    if (__any_sync(0xFFFFFFFFu, exc != 0)) {
       // Compile-time element indices only, so acc and r16 stay in registers (a runtime index
       // would put them in local memory for every element).
-      const unsigned long long base = fp8_reserve(p, (unsigned long long)__popc(exc));
+      const unsigned long long base = fp8_reserve(p, uint32_t(__popc(exc)));
 #pragma unroll
       for (int j = 0; j < 8; ++j)
         if ((exc >> j) & 1u) {
@@ -90,6 +142,7 @@ __global__ void __launch_bounds__(256) fp8_update_kernel(const __grid_constant__
                 make_uint4(uint32_t(p.d.index_base + i0 + j), r16[j], f32_bits(acc[j]), 0u);
         }
     }
+    if (!live) continue;
     if constexpr (W == Elem::F32) {
       float* o = static_cast<float*>(p.w) + i0;
       if (full) {
@@ -113,11 +166,17 @@ __global__ void __launch_bounds__(256) fp8_update_kernel(const __grid_constant__
   }
 }
 
+template <Dist D, Elem W, bool ROW8>
+void launch_rows(const Fp8Params& p, cudaStream_t s) {
+  const int grid = grid_for(fp8_update_kernel<D, W, ROW8>, 256, (p.n + 7) / 8);
+  fp8_update_kernel<D, W, ROW8><<<grid, 256, 0, s>>>(p);
+  ZOFF_CUDA_LAUNCH_CHECK(fp8_update_kernel);
+}
+
 template <Dist D, Elem W>
 void launch(const Fp8Params& p, cudaStream_t s) {
-  const int grid = grid_for(fp8_update_kernel<D, W>, 256, (p.n + 7) / 8);
-  fp8_update_kernel<D, W><<<grid, 256, 0, s>>>(p);
-  ZOFF_CUDA_LAUNCH_CHECK(fp8_update_kernel);
+  if (p.row_len % 8 == 0) launch_rows<D, W, true>(p, s);
+  else launch_rows<D, W, false>(p, s);
 }
 
 template <Dist D>
@@ -144,6 +203,8 @@ void zo_update_fp8(const Fp8UpdateArgs& a, cudaStream_t s) {
   p.q = a.q;
   p.row_scales = a.row_scales;
   p.row_len = a.row_len;
+  p.fast_rows = a.row_len <= int64_t(UINT32_MAX) && a.n <= int64_t(UINT32_MAX);
+  if (p.fast_rows) p.rows = FastDiv(uint32_t(a.row_len));
   p.w = a.w;
   p.n = a.n;
   p.first = a.first;

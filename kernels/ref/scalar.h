@@ -179,7 +179,9 @@ ZOFF_HD void z_group_from(const Philox4& r, uint64_t q, float z[4]) {
     gaussian4(r, z);
   } else {
     // Elements 4q..4q+3 are bits (4q & 31).. of word (4q >> 5) & 3 of block 4q >> 7.
-    uint32_t w = r.v[(q >> 3) & 3] >> (4u * uint32_t(q & 7));
+    // A select, not r.v[runtime index]: that would put the block in a GPU thread's local memory.
+    const uint32_t wi = uint32_t(q >> 3) & 3u;
+    uint32_t w = (wi == 0 ? r.v[0] : wi == 1 ? r.v[1] : wi == 2 ? r.v[2] : r.v[3]) >> (4u * uint32_t(q & 7));
 ZOFF_UNROLL
     for (int j = 0; j < 4; ++j) z[j] = ((w >> j) & 1u) ? -1.0f : 1.0f;
   }

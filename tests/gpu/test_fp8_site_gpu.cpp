@@ -34,9 +34,11 @@ struct Dev {
   size_t n_;
 };
 
-void run(int64_t n, int64_t row_len, Dist dist, int nterms, Elem w_elem, uint32_t seed) {
+void run(int64_t n, int64_t row_len, Dist dist, int nterms, Elem w_elem, uint32_t seed, int64_t first = 0,
+         int64_t capacity = -1) {
   SCOPED_TRACE("n " + std::to_string(n) + " row_len " + std::to_string(row_len) + " dist " + std::to_string(int(dist)) +
-               " nterms " + std::to_string(nterms) + " w " + std::to_string(int(w_elem)));
+               " nterms " + std::to_string(nterms) + " w " + std::to_string(int(w_elem)) + " first " + std::to_string(first) +
+               " capacity " + std::to_string(capacity));
   std::mt19937 rng(seed);
   std::normal_distribution<float> nd(0.0f, 0.02f);
   std::vector<uint16_t> master(static_cast<size_t>(n));
@@ -55,7 +57,7 @@ void run(int64_t n, int64_t row_len, Dist dist, int nterms, Elem w_elem, uint32_
   }
   std::vector<ZTerm> terms;
   for (int t = 0; t < nterms; ++t) terms.push_back(ZTerm{77u + uint64_t(t), (t % 2 ? -1.5e-6f : 3e-6f)});
-  const int64_t cap = n / 16 + 16, ncodes = (n + 3) / 4 + 2;
+  const int64_t cap = capacity >= 0 ? capacity : n / 16 + 16, ncodes = (n + 3) / 4 + 2;
   const size_t wbytes = w_elem == Elem::F32 ? 4 : 2;
   // Reference.
   std::vector<uint8_t> rcodes(size_t(ncodes), 0xAB);
@@ -74,6 +76,7 @@ void run(int64_t n, int64_t row_len, Dist dist, int nterms, Elem w_elem, uint32_
   a.terms = terms.data();
   a.nterms = nterms;
   a.sr_seed = 99;
+  a.first = first;
   a.delta = Fp8DeltaOut{rcodes.data(), rlist.data(), cap, &rcount, 8};
   ref::zo_update_fp8(a);
   // GPU, outputs poisoned.
@@ -102,9 +105,28 @@ void run(int64_t n, int64_t row_len, Dist dist, int nterms, Elem w_elem, uint32_
   const size_t m = size_t(std::min<unsigned long long>(rcount, (unsigned long long)cap));
   std::vector<Fp8Entry> gl = dlist.get();
   gl.resize(m);
-  rlist.resize(m);
   auto by_index = [](const Fp8Entry& x, const Fp8Entry& y) { return x.index < y.index; };
   std::sort(gl.begin(), gl.end(), by_index);
+  if (rcount > (unsigned long long)cap) {
+    // Overflowed: which entries got the slots depends on the device's order; each stored one must
+    // be one of the reference's (taken again with room for all).
+    std::vector<Fp8Entry> all(static_cast<size_t>(rcount));
+    unsigned long long c2 = 0;
+    Fp8UpdateArgs b = a;
+    b.delta = Fp8DeltaOut{rcodes.data(), all.data(), int64_t(rcount), &c2, 8};
+    ref::zo_update_fp8(b);
+    ASSERT_EQ(c2, rcount);
+    std::sort(all.begin(), all.end(), by_index);
+    for (const Fp8Entry& e : gl) {
+      auto it = std::lower_bound(all.begin(), all.end(), e, by_index);
+      ASSERT_TRUE(it != all.end() && it->index == e.index) << "stored entry " << e.index << " is not an exception";
+      ASSERT_EQ(it->r16, e.r16);
+      ASSERT_EQ(f32_bits(it->acc), f32_bits(e.acc));
+    }
+    for (size_t s = 1; s < gl.size(); ++s) ASSERT_NE(gl[s].index, gl[s - 1].index) << "an entry stored twice";
+    return;
+  }
+  rlist.resize(m);
   std::sort(rlist.begin(), rlist.end(), by_index);
   for (size_t s = 0; s < m; ++s) {
     ASSERT_EQ(gl[s].index, rlist[s].index);
@@ -123,6 +145,14 @@ TEST(KernelsGpu, ZoUpdateFp8MatchesReference) {
       for (int nt : {1, 3}) run(n, n < 5000 ? 13 : 4096, d, nt, Elem::BF16, seed++);
   run(4097, 64, Dist::Gaussian, 2, Elem::F32, seed++);
   run(4097, 4097, Dist::Gaussian, 1, Elem::F16, seed++);
+  // Note [fp8 update kernel layout]: rows of a multiple of 8 (one scale per thread), a parameter
+  // that starts mid-way (first), lanes past the end in the last warp, and a list that overflows.
+  for (Dist d : {Dist::Gaussian, Dist::Rademacher}) {
+    run(3000017, 5120, d, 1, Elem::BF16, seed++, 8 * 12345);
+    run(5125, 40, d, 2, Elem::F16, seed++, 8 * 3);
+    run(2000000, 5120, d, 1, Elem::BF16, seed++, 0, 37);
+    run(2000001, 13, d, 1, Elem::F32, seed++, 8, 5);
+  }
 }
 
 }  // namespace
