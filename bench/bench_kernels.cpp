@@ -2,6 +2,7 @@
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <ctime>
 #include <cstdint>
@@ -13,6 +14,7 @@
 
 #include <sys/mman.h>
 
+#include <tbb/parallel_for.h>
 #include <tbb/task_arena.h>
 
 #include "kernels/fp8_site.h"
@@ -348,6 +350,53 @@ void BM_ApplyFp8DeltaHost(benchmark::State& st) {
   st.counters["threads"] = double(arena.max_concurrency());
 }
 BENCHMARK(BM_ApplyFp8DeltaHost)->ArgNames({"impl", "threads"})->ArgsProduct({{0, 1, 2, 3, 4}, {1, 0}})->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// The host memory's own rate, the ceiling of every host apply above (issue 7: the fp8 GPU site's
+// step is bound by the host apply's memory traffic, docs/results.md session 12). 4 GiB in huge
+// pages, 1 MiB grains under oneTBB. kind 0: read (a sum), 1: write (a fill), 2: read-modify-write
+// in place (what the apply does to a master line with a change; read + written bytes), 3: copy
+// (read + written bytes). threads 1 or 0 (the whole machine).
+void BM_HostMemory(benchmark::State& st) {
+  const int kind = int(st.range(0));
+  const int threads = int(st.range(1));
+  const size_t n = (size_t(4) << 30) / 8, grain = (size_t(1) << 20) / 8;
+  HugeArray<uint64_t> a(n), b(kind == 3 ? n : 1);
+  tbb::task_arena arena(threads > 0 ? threads : tbb::task_arena::automatic);
+  arena.execute([&] {
+    tbb::parallel_for(size_t(0), n / grain, [&](size_t c) {
+      for (size_t i = c * grain; i < (c + 1) * grain; ++i) a[i] = i * 0x9E3779B97F4A7C15ull;
+    });
+    if (kind == 3) std::memset(b.data(), 0, n * 8);
+  });
+  std::atomic<uint64_t> sink{0};
+  HostClock clock;
+  for (auto _ : st) {
+    clock.time([&] {
+      arena.execute([&] {
+        tbb::parallel_for(size_t(0), n / grain, [&](size_t c) {
+          uint64_t* p = a.data() + c * grain;
+          if (kind == 0) {
+            uint64_t s = 0;
+            for (size_t i = 0; i < grain; ++i) s += p[i];
+            sink += s;
+          } else if (kind == 1) {
+            for (size_t i = 0; i < grain; ++i) p[i] = i;
+          } else if (kind == 2) {
+            for (size_t i = 0; i < grain; ++i) p[i] += 1;
+          } else {
+            std::memcpy(b.data() + c * grain, p, grain * 8);
+          }
+        });
+      });
+    });
+  }
+  benchmark::DoNotOptimize(sink.load());
+  benchmark::DoNotOptimize(a.data());
+  const double bytes = double(n) * 8 * (kind >= 2 ? 2.0 : 1.0);
+  st.counters["GB/s"] = bytes * double(st.iterations()) / clock.wall / 1e9;
+  st.counters["threads"] = double(arena.max_concurrency());
+}
+BENCHMARK(BM_HostMemory)->ArgNames({"kind", "threads"})->ArgsProduct({{0, 1, 2, 3}, {1, 0}})->Unit(benchmark::kMillisecond)->UseRealTime();
 
 #if defined(ZOFF_KERNELS_CUDA)
 
