@@ -76,14 +76,11 @@ ZOFF_HD uint16_t f32_to_f16_bits_rne(float f) {
 
 // ---- e4m3fn: 1 sign, 4 exponent (bias 7), 3 mantissa bits; no infinities; 0x7F/0xFF are NaN --------
 
+// Selects, not branches (the GPU decodes 8 per thread): NaN, subnormal (m * 2^-9, exact), normal.
 ZOFF_HD float e4m3_bits_to_f32(uint8_t q) {
-  uint32_t s = uint32_t(q & 0x80u) << 24, e = (q >> 3) & 15u, m = q & 7u;
-  if (e == 15 && m == 7) return bits_f32(s | 0x7FC00000u);
-  if (e == 0) {
-    float v = float(m) * 0.001953125f;  // m * 2^-9, exact
-    return s ? -v : v;
-  }
-  return bits_f32(s | ((e + 120u) << 23) | (m << 20));
+  const uint32_t s = uint32_t(q & 0x80u) << 24, e = (q >> 3) & 15u, m = q & 7u;
+  const uint32_t sub = s | f32_bits(float(m) * 0.001953125f), normal = s | ((e + 120u) << 23) | (m << 20);
+  return bits_f32((q & 0x7Fu) == 0x7Fu ? (s | 0x7FC00000u) : e == 0 ? sub : normal);
 }
 
 // Round to nearest even; |f| >= 448 and infinities saturate to +-448; NaN -> 0x7F | sign.

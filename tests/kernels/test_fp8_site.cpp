@@ -57,6 +57,47 @@ TEST(Fp8Site, ExactPackKeepsTheBinade) {
 }
 
 // Every decision the GPU makes is the one stochastic rounding makes with theta in hand.
+// fp8_site_code as first written, with early returns: the oracle for the select form.
+uint32_t fp8_site_code_branching(uint32_t q, int k, float acc, uint32_t r16) {
+  const uint32_t au = f32_bits(acc);
+  if ((au & 0x7FFFFFFFu) == 0) return kDeltaSame;
+  const uint32_t E = (q >> 3) & 15u, M = q & 7u;
+  if (E == 0 || (q & 0x7Fu) == 0x7Fu) return kDeltaException;
+  const int e = int(E) - 7 + k;
+  if (e < -100 || e > 100 || (au & 0x7F800000u) == 0x7F800000u) return kDeltaException;
+  const float t = mul_rn(bits_f32(au & 0x7FFFFFFFu), pow2f(23 - e));
+  if (!(t < 65535.5f)) return kDeltaException;
+  const uint32_t m = uint32_t(rintf(t));
+  if (((au ^ (q << 24)) & 0x80000000u) == 0) return r16 < m ? kDeltaUp : kDeltaSame;
+  const bool dn = m > 0 && r16 >= 65536u - m;
+  if (M != 0) return dn ? kDeltaDown : kDeltaSame;
+  const float t2 = mul_rn(t, 2.0f);
+  if (!(t2 < 65535.5f)) return kDeltaException;
+  const uint32_t m2 = uint32_t(rintf(t2));
+  const bool df = m2 > 0 && r16 >= 65536u - m2;
+  return dn == df ? (dn ? kDeltaDown : kDeltaSame) : kDeltaException;
+}
+
+TEST(Fp8Site, SelectCodeEqualsBranchingCode) {
+  std::mt19937 rng(3);
+  std::uniform_int_distribution<uint32_t> u32;
+  std::uniform_int_distribution<int> kd(-140, 140);
+  std::uniform_real_distribution<float> lg(-12.0f, 4.0f);
+  const float specials[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, 1e-45f, -1e-45f, 65535.5f, 1.0f};
+  int64_t seen[4] = {0, 0, 0, 0};
+  for (int it = 0; it < 3000000; ++it) {
+    const uint32_t q = u32(rng) & 0xFFu, r16 = it % 11 == 0 ? (it % 2 ? 0u : 65535u) : u32(rng) & 0xFFFFu;
+    const int k = it % 3 == 0 ? kd(rng) : int((q >> 3) & 15u) % 4 - 20;
+    float acc = (u32(rng) & 1 ? 1.0f : -1.0f) * std::pow(10.0f, lg(rng));
+    if (it % 97 == 0) acc = specials[(it / 97) % 9];
+    if (it % 5 == 0) acc = std::ldexp(std::round(std::ldexp(std::fabs(acc), 10)) + 0.5f, -10) * (acc < 0 ? -1.0f : 1.0f);
+    const uint32_t want = fp8_site_code_branching(q, k, acc, r16), got = fp8_site_code(q, k, acc, r16);
+    ASSERT_EQ(got, want) << "q " << q << " k " << k << " acc " << acc << " r16 " << r16;
+    ++seen[want];
+  }
+  for (int c = 0; c < 4; ++c) EXPECT_GT(seen[c], 10000) << "code " << c << " barely exercised";
+}
+
 TEST(Fp8Site, CodesAgreeWithStochasticRounding) {
   std::mt19937 rng(2);
   std::uniform_int_distribution<uint32_t> u16(0, 65535), mbits(0, 127), bias(110, 128);
