@@ -21,6 +21,10 @@ namespace {
 //   reserved with full-warp ballots: a lane's count (0..8) is 4 bits, its exclusive prefix is
 //   sum_b 2^b * popc(ballot(bit b) & lanes below), and lane 0 does the one atomicAdd.
 // Outputs are unchanged bit for bit (tests/gpu/test_fp8_site_gpu.cpp against ref::zo_update_fp8).
+// Measured (docs/results.md, session 12): 98 -> 116 Gelem/s at 1.4% exceptions, but at the step's
+// 0.15% the gain is small (~125 against ~110 in session 11's step profile). ncu then showed the
+// kernel issue-bound at 165 instructions per element (the bf16 update: 83), 17 of them branches
+// of fp8_site_code's early returns; its select form gained another 1.4%. The rest is arithmetic.
 
 struct Fp8Params {
   const uint8_t* q;
