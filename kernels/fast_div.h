@@ -7,10 +7,11 @@
 
 namespace zoff::k {
 
-// x / d for every 32-bit x and 1 <= d < 2^32 (Granlund-Montgomery; Hacker's Delight 10-8): with
-// s = ceil(log2 d) and M = floor(2^(32+s) / d) + 1 (33 bits: M = 2^32 + m), x / d = floor(x M / 2^(32+s))
-// = (umulhi(x, m) + x) >> s, the sum taken in 64 bits. Exact because M d - 2^(32+s) lies in (0, d]
-// and d <= 2^s. A 64-bit division is a ~70-instruction subroutine on the GPU; this is three.
+// Exact x / d for every 32-bit x and every divisor 1 <= d < 2^32, after Granlund and Montgomery
+// (Hacker's Delight, section 10-8). Let s = ceil(log2 d) and M = floor(2^(32+s) / d) + 1, a 33-bit
+// number written M = 2^32 + m. Then x / d = floor(x M / 2^(32+s)) = (umulhi(x, m) + x) >> s, the sum
+// taken in 64 bits. It is exact because M d - 2^(32+s) lies in (0, d] and d <= 2^s. A 64-bit
+// division is a ~70-instruction subroutine on the GPU; this is three instructions.
 struct FastDiv {
   uint32_t d = 1, m = 1;
   int s = 0;
