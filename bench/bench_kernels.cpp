@@ -224,7 +224,9 @@ BENCHMARK(BM_ApplyDeltaHost)
 // with 0.5% +1, 0.5% -1 and 0.15% exceptions, the list in the device's order
 // (shuffle_in_windows). impl 0: fp8 apply (the widest vector word the CPU has), 1: its portable
 // word loop, 3: its AVX2 word, 4: impl 0 with the list in its own order instead of by word range
-// (Note [Exceptions by range]), 2: the bf16 apply of the same codes and list (8-byte entries).
+// (Note [Exceptions by range]), 2: the bf16 apply of the same codes and list (8-byte entries),
+// 5 and 6: impl 0 and 2 reading packed codes (Note [Packed codes] in kernels/delta.h; counter
+// code_bytes: what the codes cost the host's memory per read, bitmap included).
 // threads 1 or 0 (the whole machine). The codes are not consumed, but the masters drift; each
 // iteration restores them and the fp8 copy (untimed). Gelem/s is block elements per second (wall
 // time). The block is built once for all runs. (Sessions 9-10 shuffled the whole list.)
@@ -275,6 +277,9 @@ struct Fp8ApplyBlock {
   std::vector<Fp8RowSegment> segs;
   std::vector<Fp8Entry> list;
   std::vector<DeltaEntry> list16;
+  std::vector<uint32_t> bitmap;  // the codes packed (Note [Packed codes])
+  std::vector<uint64_t> packed;
+  unsigned long long packed_count = 0;
   Fp8ApplyBlock() {
     const size_t N = static_cast<size_t>(n);
     codes.assign(N / 4, 0);
@@ -304,6 +309,10 @@ struct Fp8ApplyBlock {
     }
     shuffle_in_windows(list, rng);
     shuffle_in_windows(list16, rng);
+    bitmap.resize(size_t(pack_bitmap_words(n)));
+    packed.resize(size_t(pack_code_words(n)));
+    ref::pack_codes({codes.data(), n, bitmap.data(), packed.data(), &packed_count, nullptr});
+    packed.resize(size_t(packed_count));
     std::memcpy(saved_master.data(), master.data(), N * 2);
     std::memcpy(saved_q.data(), q.data(), N);
     saved_scales = scales;
@@ -325,9 +334,15 @@ void BM_ApplyFp8DeltaHost(benchmark::State& st) {
     std::memcpy(blk.master.data(), blk.saved_master.data(), blk.master.size() * 2);
     std::memcpy(blk.q.data(), blk.saved_q.data(), blk.q.size());
     blk.scales = blk.saved_scales;
-    if (impl == 2) {
+    const bool packed = impl == 5 || impl == 6;
+    if (impl == 2 || impl == 6) {
       ApplyDeltaArgs a{blk.master.data(), blk.codes.data(), n, blk.list16.data(), int64_t(blk.list16.size())};
       a.keep_codes = true;
+      if (packed) {
+        a.codes = reinterpret_cast<uint8_t*>(blk.packed.data());
+        a.bitmap = blk.bitmap.data();
+        a.packed_count = int64_t(blk.packed_count);
+      }
       clock.time([&] { arena.execute([&] { apply_delta_host(a); }); });
     } else {
       ApplyFp8DeltaArgs a{};
@@ -340,6 +355,11 @@ void BM_ApplyFp8DeltaHost(benchmark::State& st) {
                        int(blk.segs.size())};
       a.path = impl == 1 ? Fp8WordPath::Portable : impl == 3 ? Fp8WordPath::Avx2 : Fp8WordPath::Auto;
       a.list_by_range = impl != 4;
+      if (packed) {
+        a.codes = reinterpret_cast<const uint8_t*>(blk.packed.data());
+        a.bitmap = blk.bitmap.data();
+        a.packed_count = int64_t(blk.packed_count);
+      }
       clock.time([&] { arena.execute([&] { apply_fp8_delta_host(a); }); });
     }
     benchmark::DoNotOptimize(blk.master.data());
@@ -348,8 +368,10 @@ void BM_ApplyFp8DeltaHost(benchmark::State& st) {
   st.counters["Gelem/s_core"] = double(n) * double(st.iterations()) / clock.cpu / 1e9;
   st.counters["entries"] = double(blk.list.size());
   st.counters["threads"] = double(arena.max_concurrency());
+  st.counters["code_bytes"] = impl == 5 || impl == 6 ? double(8 * blk.packed_count + 4 * blk.bitmap.size())
+                                                     : double(blk.codes.size());
 }
-BENCHMARK(BM_ApplyFp8DeltaHost)->ArgNames({"impl", "threads"})->ArgsProduct({{0, 1, 2, 3, 4}, {1, 0}})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_ApplyFp8DeltaHost)->ArgNames({"impl", "threads"})->ArgsProduct({{0, 1, 2, 3, 4, 5, 6}, {1, 0}})->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // The host memory's own rate, the ceiling of every host apply above (issue 7: the fp8 GPU site's
 // step is bound by the host apply's memory traffic, docs/results.md session 12). 4 GiB in huge
@@ -650,6 +672,63 @@ void BM_CopyCounted(benchmark::State& st) {
   if (host != nullptr) cudaFreeHost(host);
 }
 BENCHMARK(BM_CopyCounted)->ArgNames({"dst"})->Arg(0)->Arg(1)->UseManualTime()->Unit(benchmark::kMillisecond);
+
+// Note [Packed codes] on the device: one OPT-13B block's staged codes (314.6 M elements, 1.15% of
+// them changed, ~31% of the code words nonzero, as BM_ApplyFp8DeltaHost's block) packed into
+// mapped host memory (dst:1, how DeltaBuffers uses it) or device memory (dst:0); beside it
+// (counter dense_d2h_ms) the DMA copy of the dense codes into pinned host memory that the packing
+// replaces. GB/s counts the bytes written (bitmap and packed words).
+void BM_PackCodes(benchmark::State& st) {
+  if (!gpu_ready(st)) return;
+  const bool mapped = st.range(0) != 0;
+  const int64_t n = int64_t(5120) * 61440, W = pack_code_words(n), B = pack_bitmap_words(n);
+  std::vector<uint8_t> codes(size_t(8 * W), 0);
+  std::mt19937_64 rng(12);
+  for (int64_t i = 0; i < n; ++i) {
+    const uint64_t r = rng() % 2000;
+    if (r < 23) codes[size_t(i / 4)] |= uint8_t((r < 10 ? 1 : r < 20 ? 2 : 3) << (2 * (i % 4)));
+  }
+  Dev dcodes(codes.size()), dcount(8), dscratch(size_t(4 * pack_codes_scratch_words(n)));
+  Dev dbitmap(mapped ? 0 : size_t(4 * B)), dpacked(mapped ? 0 : size_t(8 * W));
+  cudaMemcpy(dcodes.p, codes.data(), codes.size(), cudaMemcpyHostToDevice);
+  void* hb = nullptr;
+  void* hp = nullptr;
+  void* hdense = nullptr;
+  void* bitmap = dbitmap.p;
+  void* packed = dpacked.p;
+  if (cudaHostAlloc(&hdense, codes.size(), cudaHostAllocDefault) != cudaSuccess ||
+      (mapped && (cudaHostAlloc(&hb, size_t(4 * B), cudaHostAllocMapped) != cudaSuccess ||
+                  cudaHostAlloc(&hp, size_t(8 * W), cudaHostAllocMapped) != cudaSuccess ||
+                  cudaHostGetDevicePointer(&bitmap, hb, 0) != cudaSuccess ||
+                  cudaHostGetDevicePointer(&packed, hp, 0) != cudaSuccess))) {
+    st.SkipWithError("cudaHostAlloc failed");
+    return;
+  }
+  PackCodesArgs a{static_cast<const uint8_t*>(dcodes.p), n, static_cast<uint32_t*>(bitmap),
+                  static_cast<uint64_t*>(packed), static_cast<unsigned long long*>(dcount.p),
+                  static_cast<uint32_t*>(dscratch.p)};
+  pack_codes(a, nullptr);
+  unsigned long long count = 0;
+  cudaMemcpy(&count, dcount.p, 8, cudaMemcpyDeviceToHost);
+  double secs = 0;
+  std::vector<double> dense;
+  for (auto _ : st) {
+    const double s = time_gpu([&] { pack_codes(a, nullptr); });
+    st.SetIterationTime(s);
+    secs += s;
+    dense.push_back(time_gpu([&] { cudaMemcpyAsync(hdense, dcodes.p, size_t((n + 3) / 4), cudaMemcpyDeviceToHost); }));
+  }
+  std::sort(dense.begin(), dense.end());
+  const double bytes = double(8 * count + 4 * uint64_t(B));
+  st.counters["GB/s"] = bytes * double(st.iterations()) / secs / 1e9;
+  st.counters["live_words"] = double(count) / double(W);
+  st.counters["written_MB"] = bytes / 1e6;
+  st.counters["dense_d2h_ms"] = dense[dense.size() / 2] * 1e3;
+  cudaFreeHost(hdense);
+  if (hb != nullptr) cudaFreeHost(hb);
+  if (hp != nullptr) cudaFreeHost(hp);
+}
+BENCHMARK(BM_PackCodes)->ArgNames({"dst"})->Arg(1)->Arg(0)->UseManualTime()->Unit(benchmark::kMillisecond);
 
 #endif  // ZOFF_KERNELS_CUDA
 

@@ -68,6 +68,48 @@ ZOFF_HD uint32_t delta_code(uint32_t old_bits, uint32_t new_bits) {
   return d == 0 ? kDeltaSame : d == 1 ? kDeltaUp : d == 0xFFFFu ? kDeltaDown : kDeltaException;
 }
 
+// Note [Packed codes]
+// The dense codes cost the host's memory a quarter byte per element twice (the DMA writes them,
+// the apply reads them), though at a step's rates only ~30% of the 32-element code words are
+// nonzero; on the H200 host the fp8 step is bound by host memory bandwidth (docs/offload.md). So
+// after a block's update the device may pack its staged codes (ZOFF_DELTA_CODES=packed, Note
+// [Delta buffers]): with W = ceil(n / 32) code words (the last partial word read whole: the
+// staged buffer is zero past the codes),
+//  - bitmap: ceil(W / 32) uint32, bit j of word i set iff code word 32 i + j is nonzero (bits at
+//    or past W are zero);
+//  - packed: the nonzero code words in word order, their number in *packed_count.
+// The CUDA version (kernels/pack_codes.cu) counts each tile of kPackTileWords words, scans the
+// tile counts and writes each tile's words from shared memory as one contiguous run, all straight
+// into mapped host memory (bitmap and packed in whole-warp runs; no device buffer, no DMA).
+// The host applies read them with packed_range_offsets + unpack_code_range: each word range of
+// the apply (kPackTileWords words) finds its first packed word from the bitmap and expands its
+// words into a zeroed scratch in cache, then runs the dense word walk on it.
+constexpr int64_t kPackTileWords = 2048;
+
+struct PackCodesArgs {
+  const uint8_t* codes;              // (n + 3) / 4 code bytes, readable and zero up to 8 W bytes
+  int64_t n;                         // elements
+  uint32_t* bitmap;                  // ceil(W / 32) words
+  uint64_t* packed;                  // room for W words
+  unsigned long long* packed_count;  // set to the number of nonzero words
+  uint32_t* scratch;                 // pack_codes_scratch_words(n) words (device memory on CUDA)
+};
+inline int64_t pack_code_words(int64_t n) { return (n + 31) / 32; }
+inline int64_t pack_bitmap_words(int64_t n) { return (pack_code_words(n) + 31) / 32; }
+inline int64_t pack_codes_scratch_words(int64_t n) {
+  return 2 * ((pack_code_words(n) + kPackTileWords - 1) / kPackTileWords);
+}
+void pack_codes(const PackCodesArgs& a, cudaStream_t s);
+
+// The first packed word of each kPackTileWords-word range: offsets[r] for r in [0, ranges], the
+// last being the total (oneTBB over ranges). Checks it against `packed_count` (codes and bitmap
+// of one update) and that no bit past the last word is set; the error names `fn`.
+void packed_range_offsets(const uint32_t* bitmap, int64_t n, int64_t packed_count, int64_t* offsets, const char* fn);
+// Code words [w0, w1) of a packed block (w0 a multiple of 32, w1 - w0 <= kPackTileWords), as
+// dense words into out (w1 - w0 words), given the index of w0's range's first packed word.
+void unpack_code_range(const uint32_t* bitmap, const uint64_t* packed, int64_t first, int64_t w0, int64_t w1,
+                       uint64_t* out);
+
 // Applies one block's codes and exception list to its host master (16-bit elements).
 struct ApplyDeltaArgs {
   uint16_t* master;          // n elements
@@ -78,6 +120,10 @@ struct ApplyDeltaArgs {
   // Leaves the codes as they are: for codes that the next update's write-back overwrites whole
   // (staged codes, Note [Staged codes]), zeroing them is a wasted write of n / 4 bytes.
   bool keep_codes = false;
+  // Packed codes (Note [Packed codes]): codes holds packed_count nonzero words, bitmap says which
+  // (codes are then left as they are). nullptr: dense codes.
+  const uint32_t* bitmap = nullptr;
+  int64_t packed_count = 0;
 };
 
 // Note [Counted copy]: copies the first min(*count, cap) elements of elem_bytes each from src to
@@ -91,6 +137,10 @@ namespace ref {
 void apply_delta(const ApplyDeltaArgs& a);
 // copy_counted on the CPU (count in host memory).
 void copy_counted(void* dst, const void* src, const unsigned long long* count, int64_t cap, int64_t elem_bytes);
+// pack_codes on the CPU, element for element what the CUDA version writes.
+void pack_codes(const PackCodesArgs& a);
+// The dense codes (8 W bytes) of a packed block; checks bitmap and count against each other.
+void unpack_codes(const uint32_t* bitmap, const uint64_t* packed, int64_t packed_count, int64_t n, uint8_t* codes);
 }  // namespace ref
 
 }  // namespace zoff::k

@@ -214,6 +214,7 @@ struct Fp8ApplyScratch {
   std::vector<int64_t> start;   // word ranges + 1 offsets into order
   std::vector<uint32_t> order;  // list slots, grouped by word range
   std::vector<int64_t> hist;    // chunks x ranges counts, then write positions
+  std::vector<int64_t> packed;  // packed codes: each range's first packed word (Note [Packed codes])
 };
 
 // The host apply's word loop: the widest the CPU has, the portable one, or a named vector one (it
@@ -231,6 +232,10 @@ struct ApplyFp8DeltaArgs {
   Fp8WordPath path = Fp8WordPath::Auto;  // tests and benches pick a word loop (Note [Vector fp8-site apply])
   bool list_by_range = true;  // entries grouped by word range (Note [Exceptions by range]), else in list order
   Fp8ApplyScratch* scratch = nullptr;  // reused buffers for list_by_range (else made per call)
+  // Packed codes (Note [Packed codes] in kernels/delta.h): codes holds packed_count nonzero words,
+  // bitmap says which. nullptr: dense codes.
+  const uint32_t* bitmap = nullptr;
+  int64_t packed_count = 0;
 };
 struct ApplyFp8Result {
   int64_t exceptions = 0;

@@ -26,6 +26,10 @@ DeltaBuffers::DeltaBuffers(StreamDevice& dev, BlockStore& store, const std::vect
   ZOFF_CHECK(store.storage_dtype() != DType::F32 && (!store.has_transfer_copy() || fp8_),
              "delta write-back needs 16-bit masters that travel as they are stored, or exponent-exact fp8 copies");
   if (fp8_) recipes_.resize(size_t(store.num_blocks()));
+  static const char* const kCodeModes[] = {"staged", "mapped", "packed", nullptr};
+  const int code_mode = env_choice("ZOFF_DELTA_CODES", kCodeModes, 0);
+  staged_ = code_mode != 1;
+  packed_ = code_mode == 2;
   const size_t es = size_t(entry_bytes());
   ZOFF_CHECK(list_divisor >= 1 && num_slots >= 1, "DeltaBuffers: list_divisor ", list_divisor, ", slots ", num_slots);
   cap_.assign(size_t(B), 0);
@@ -42,7 +46,12 @@ DeltaBuffers::DeltaBuffers(StreamDevice& dev, BlockStore& store, const std::vect
     const int64_t cap = std::max<int64_t>(1, (n + div - 1) / div);
     const std::string name = "block " + std::to_string(b);
     index_[size_t(b)] = int(codes_.size());
-    codes_.emplace_back(size_t((n + 3) / 4), pin, (name + " delta codes").c_str());
+    codes_.emplace_back(size_t(packed_ ? 8 * k::pack_code_words(n) : (n + 3) / 4), pin, (name + " delta codes").c_str());
+    if (packed_) {
+      bitmaps_.emplace_back(size_t(4 * std::max<int64_t>(1, k::pack_bitmap_words(n))), pin,
+                            (name + " delta code bitmap").c_str());
+      host_bytes_ += int64_t(bitmaps_.back().bytes());
+    }
     lists_.emplace_back(size_t(cap) * es, pin, (name + " delta list").c_str());
     cap_[size_t(b)] = cap;
     host_bytes_ += int64_t(codes_.back().bytes() + lists_.back().bytes());
@@ -50,14 +59,20 @@ DeltaBuffers::DeltaBuffers(StreamDevice& dev, BlockStore& store, const std::vect
     m.codes = static_cast<uint8_t*>(dev.mapped_pointer(codes_.back().data()));
     m.list = dev.mapped_pointer(lists_.back().data());
     m.master = static_cast<uint16_t*>(dev.mapped_pointer(store.data(b)));
+    if (packed_) m.bitmap = static_cast<uint32_t*>(dev.mapped_pointer(bitmaps_.back().data()));
   }
   counters_ = at::zeros({2 * num_slots}, at::TensorOptions().dtype(at::kLong).device(dev.device()));
-  staged_ = env_either("ZOFF_DELTA_CODES", "staged", "mapped", staged_);
   if (staged_) {
-    for (int b : blocks) slot_stride_ = std::max<int64_t>(slot_stride_, (store.numel(b) + 3) / 4);
+    // Packed codes read whole words: the staged buffer reaches the last partial word (zero past the codes).
+    for (int b : blocks) slot_stride_ = std::max<int64_t>(slot_stride_, 8 * k::pack_code_words(store.numel(b)));
     slot_stride_ = (slot_stride_ + 255) / 256 * 256;  // each slot's codes 256-byte aligned
     slot_codes_ = at::zeros({int64_t(num_slots) * slot_stride_}, at::TensorOptions().dtype(at::kByte).device(dev.device()));
     sparse_lanes_ = 32;  // device memory: a zero code needs no store at all after prepare_slot
+  }
+  if (packed_) {
+    for (int b : blocks) pack_stride_ = std::max<int64_t>(pack_stride_, k::pack_codes_scratch_words(store.numel(b)));
+    pack_stride_ = (pack_stride_ + 63) / 64 * 64;
+    pack_scratch_ = at::empty({int64_t(num_slots) * pack_stride_}, at::TensorOptions().dtype(at::kInt).device(dev.device()));
   }
   list_staged_ = env_either("ZOFF_DELTA_LIST", "staged", "mapped", list_staged_);
   if (list_staged_) {  // Note [Staged exception list]
@@ -87,7 +102,7 @@ k::DeltaOut DeltaBuffers::out(int b, int k) const {
                        : static_cast<k::DeltaEntry*>(m.list);
   d.capacity = cap_[size_t(b)];
   d.count = reinterpret_cast<unsigned long long*>(counters_.data_ptr<int64_t>() + 2 * k);
-  d.stored = d.count + 1;
+  d.stored = packed_ ? nullptr : d.count + 1;  // packed: pack_codes sets the second counter
   d.overflow = m.master;
   d.index_base = 0;
   d.sparse_lanes = sparse_lanes_;
@@ -125,6 +140,25 @@ void DeltaBuffers::copy_list(int k, int b) const {
 const void* DeltaBuffers::device_codes(int k) const {
   ZOFF_CHECK(staged_ && k >= 0 && 2 * k < counters_.numel(), "DeltaBuffers: no staged codes for slot ", k);
   return slot_codes_.data_ptr<uint8_t>() + int64_t(k) * slot_stride_;
+}
+
+void DeltaBuffers::pack_codes(int k, int b) const {
+  ZOFF_CHECK(packed_ && k >= 0 && 2 * k < counters_.numel(), "DeltaBuffers: no packed codes for slot ", k);
+  ZOFF_CHECK(b >= 0 && b < int(index_.size()) && index_[size_t(b)] >= 0, "DeltaBuffers: block ", b, " has no buffers");
+  const Mapped& m = mapped_[size_t(b)];
+  k::PackCodesArgs a{};
+  a.codes = slot_codes_.data_ptr<uint8_t>() + int64_t(k) * slot_stride_;
+  a.n = store_.numel(b);
+  a.bitmap = m.bitmap;
+  a.packed = reinterpret_cast<uint64_t*>(m.codes);
+  a.packed_count = reinterpret_cast<unsigned long long*>(counters_.data_ptr<int64_t>() + 2 * k + 1);
+  a.scratch = reinterpret_cast<uint32_t*>(pack_scratch_.data_ptr<int32_t>() + int64_t(k) * pack_stride_);
+  dispatch_pack_codes(a, counters_.device());
+}
+
+int64_t DeltaBuffers::d2h_code_bytes(int b) const {
+  if (packed_) return 8 * stored(b) + 4 * k::pack_bitmap_words(store_.numel(b));
+  return staged_ ? int64_t(code_bytes(b)) : stored(b);
 }
 
 void* DeltaBuffers::host_codes(int b) const {
@@ -166,6 +200,7 @@ int64_t DeltaBuffers::apply(int b) {
   a.list = static_cast<const k::DeltaEntry*>(lists_[size_t(i)].data());
   a.entries = std::min(count, cap);
   a.keep_codes = staged_;  // the next Offload's D2H overwrites every code byte
+  if (packed_) a.bitmap = static_cast<const uint32_t*>(bitmaps_[size_t(i)].data()), a.packed_count = stored(b);
   if (skip_apply_) {
     if (!staged_) std::memset(a.codes, 0, code_bytes(b));  // mapped codes must be zero at rest
   } else if (arena_) arena_->execute([&] { k::apply_delta_host(a); });
@@ -190,6 +225,7 @@ int64_t DeltaBuffers::apply_fp8(int b, int i, int64_t count) {
   a.recompute = &rc;
   a.list_by_range = fp8_list_by_range_;
   a.scratch = &fp8_scratch_;
+  if (packed_) a.bitmap = static_cast<const uint32_t*>(bitmaps_[size_t(i)].data()), a.packed_count = stored(b);
   const std::vector<k::Fp8RowSegment>& segs = store_.row_segments(b);
   a.copy = k::Fp8Copy{static_cast<uint8_t*>(store_.transfer_data(b)), store_.transfer_scales(b), rows.data(),
                       int64_t(rows.size()) - 1, segs.data(), int(segs.size())};

@@ -29,7 +29,11 @@ namespace zoff {
 // per slot, which the Offload op copies to the block's host codes before the count; mapped
 // (environment ZOFF_DELTA_CODES=mapped, a tuning knob like ZOFF_HOST_ISA) straight into the host
 // codes over PCIe, with sparse_lanes kSparseLanes (Note [Sparse code stores]) unless
-// ZOFF_DELTA_SPARSE_LANES says otherwise.
+// ZOFF_DELTA_SPARSE_LANES says otherwise; or packed (ZOFF_DELTA_CODES=packed, Note [Packed
+// codes] in kernels/delta.h): staged, then the Offload op packs them straight into the block's
+// host codes (the nonzero words in order) and its host bitmap, the packed word count in the
+// slot's second counter; the host codes then hold 8 ceil(n / 32) bytes and the bitmap
+// ceil(n / 1024) words, and a slot has pack_codes_scratch_words of device scratch.
 //
 // Note [Staged codes]
 // Measured on the H200 (docs/results.md, session 5): the update kernel's stores into mapped
@@ -88,6 +92,10 @@ class DeltaBuffers {
   const void* device_count(int k) const;
   void* host_count(int b) const;
   bool staged() const { return staged_; }
+  bool packed() const { return packed_; }
+  // Packed codes only: enqueues, on the current stream, the packing of slot k's staged codes into
+  // block b's host codes and bitmap (after the update of b in slot k, before its count copy).
+  void pack_codes(int k, int b) const;
   const void* device_codes(int k) const;  // staged only
   bool list_staged() const { return list_staged_; }
   // Staged list only: enqueues, on the current stream, the copy of slot k's list into block b's host
@@ -96,7 +104,7 @@ class DeltaBuffers {
   void* host_codes(int b) const;
   size_t code_bytes(int b) const;
   // Code bytes of block b's last update that crossed the link.
-  int64_t d2h_code_bytes(int b) const { return staged_ ? int64_t(code_bytes(b)) : stored(b); }
+  int64_t d2h_code_bytes(int b) const;
   static constexpr size_t kCountBytes = 2 * sizeof(unsigned long long);
   // Mapped codes: every code stored (sparse stores measured slower, Note [Staged codes]).
   static constexpr int kSparseLanes = -1;
@@ -118,6 +126,7 @@ class DeltaBuffers {
  private:
   struct Mapped {
     uint8_t* codes = nullptr;
+    uint32_t* bitmap = nullptr;  // packed codes only
     void* list = nullptr;  // k::DeltaEntry, or k::Fp8Entry in fp8 mode
     uint16_t* master = nullptr;
   };
@@ -125,13 +134,16 @@ class DeltaBuffers {
   BlockStore& store_;
   std::vector<int64_t> cap_;     // per block (0 for blocks that are not streamed)
   std::vector<int> index_;       // per block: index into codes_/lists_, -1 if none
-  std::vector<HostBuffer> codes_, lists_;
+  std::vector<HostBuffer> codes_, lists_, bitmaps_;  // bitmaps_: packed codes only
   HostBuffer counts_;            // two words per block
   std::vector<Mapped> mapped_;   // per block, as the device sees them
   at::Tensor counters_;          // 2 x num_slots int64 on the device
   int sparse_lanes_ = kSparseLanes;
   bool staged_ = true;
   at::Tensor slot_codes_;        // staged: num_slots x max code bytes, uint8, on the device
+  bool packed_ = false;
+  at::Tensor pack_scratch_;      // packed: num_slots x scratch words, int32, on the device
+  int64_t pack_stride_ = 0;      // words
   bool list_staged_ = false;
   at::Tensor slot_lists_;        // staged list: num_slots x max capacity entries, on the device
   int64_t list_stride_ = 0;      // entries

@@ -18,6 +18,19 @@ inline bool env_either(const char* name, const char* a, const char* b, bool dflt
   return v == a;
 }
 
+// The index of NAME's value in `choices` (a null-terminated list), or `dflt` when unset. Any other
+// value throws "environment: NAME=value (want a, b or c)".
+inline int env_choice(const char* name, const char* const* choices, int dflt) {
+  const char* e = std::getenv(name);
+  if (!e) return dflt;
+  std::string want;
+  for (int i = 0; choices[i] != nullptr; ++i) {
+    if (std::string(e) == choices[i]) return i;
+    want += std::string(i == 0 ? "" : choices[i + 1] == nullptr ? " or " : ", ") + choices[i];
+  }
+  ZOFF_FAIL("environment: ", name, "=", e, " (want ", want, ")");
+}
+
 // NAME as an integer in [lo, hi], or `dflt` when unset.
 inline long env_int(const char* name, long lo, long hi, long dflt) {
   const char* e = std::getenv(name);

@@ -97,7 +97,8 @@ void Executor::issue(const Plan& plan, const ComputeFn& compute, const HostUpdat
         }
         else if (wb.mode == WriteBackMode::Delta) {
           if (wb.list_copy) dev_.launch(s, [&wb, slot = op.slot, b] { wb.list_copy(slot, b); }, b);
-          if (wb.codes_src) dev_.copy_d2h(s, wb.codes_dst(b), wb.codes_src(op.slot), wb.codes_bytes(b), b);
+          if (wb.codes_pack) dev_.launch(s, [&wb, slot = op.slot, b] { wb.codes_pack(slot, b); }, b);
+          else if (wb.codes_src) dev_.copy_d2h(s, wb.codes_dst(b), wb.codes_src(op.slot), wb.codes_bytes(b), b);
           dev_.copy_d2h(s, wb.count_dst(b), wb.count_src(op.slot), wb.count_bytes, b);
         }
         break;
@@ -125,6 +126,7 @@ void Executor::run_step(const Plan& plan, const ComputeFn& compute, const HostUp
              "executor: a delta write-back needs count_src, count_dst and count_bytes");
   ZOFF_CHECK(!write_back.codes_src || (write_back.codes_dst && write_back.codes_bytes),
              "executor: staged delta codes need codes_dst and codes_bytes");
+  ZOFF_CHECK(!write_back.codes_src || !write_back.codes_pack, "executor: delta codes are copied or packed, not both");
   timeline_.clear();
   host_wait_ms_ = 0;
   gate_wait_ms_ = 0;

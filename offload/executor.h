@@ -54,6 +54,9 @@ struct WriteBackSpec {
   std::function<size_t(int block)> codes_bytes;
   // Optional: copies slot's staged exception list to block's host list (launched first).
   std::function<void(int slot, int block)> list_copy;
+  // Optional, instead of codes_src: packs slot's staged codes into block's host codes (Note
+  // [Packed codes] in kernels/delta.h; launched after list_copy, before the count copy).
+  std::function<void(int slot, int block)> codes_pack;
   std::function<void(int block, EventId done)> offload_issued;
 };
 

@@ -1,6 +1,8 @@
 // Fast host apply_delta: 32 elements per code word, zero words skipped, SWAR or AVX2 lane adds, oneTBB.
+#include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <vector>
 
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
@@ -117,6 +119,42 @@ WordsFn words_of(HostIsa isa, bool clear) {
   return clear ? words_scalar<true> : words_scalar<false>;
 }
 
+// The last n % 32 elements, element by element, from their code bytes.
+void tail(uint16_t* master, int64_t n, uint8_t* bytes, bool clear) {
+  const int64_t from = n / 32 * 32;
+  for (int64_t j = 0; from + 4 * j < n; ++j) {
+    const uint32_t byte = bytes[j];
+    for (int e = 0; e < 4 && from + 4 * j + e < n; ++e) {
+      const uint32_t c = (byte >> (2 * e)) & 3u;
+      uint16_t& m = master[from + 4 * j + e];
+      if (c == kDeltaUp) m = uint16_t(m + 1u);
+      else if (c == kDeltaDown) m = uint16_t(m - 1u);
+    }
+    if (clear) bytes[j] = 0;
+  }
+}
+
+// Note [Packed codes]: range by range (kPackTileWords words), the range's words expanded into a
+// scratch on the stack (16 KiB, in cache) and walked as dense codes; the tail from its word.
+void apply_packed(const ApplyDeltaArgs& a, WordsFn fn) {
+  static_assert(kPackTileWords == kGrainWords, "one apply range is one packed tile");
+  const int64_t W = pack_code_words(a.n), words = a.n / 32;
+  const int64_t R = (W + kPackTileWords - 1) / kPackTileWords;
+  std::vector<int64_t> offsets(size_t(R) + 1);
+  packed_range_offsets(a.bitmap, a.n, a.packed_count, offsets.data(), "apply_delta_host");
+  const auto* packed = reinterpret_cast<const uint64_t*>(a.codes);
+  tbb::parallel_for(tbb::blocked_range<int64_t>(0, R, 1), [&](const tbb::blocked_range<int64_t>& r) {
+    alignas(64) uint64_t buf[kPackTileWords];
+    for (int64_t b = r.begin(); b < r.end(); ++b) {
+      const int64_t w0 = b * kPackTileWords, w1 = std::min(W, w0 + kPackTileWords);
+      unpack_code_range(a.bitmap, packed, offsets[size_t(b)], w0, w1, buf);
+      auto* codes = reinterpret_cast<uint8_t*>(buf);
+      fn(a.master + 32 * w0, codes, 0, std::min(w1, words) - w0);
+      if (w1 > words) tail(a.master, a.n, codes + 8 * (words - w0), false);
+    }
+  });
+}
+
 }  // namespace
 
 void apply_delta_host(const ApplyDeltaArgs& a, HostIsa isa) {
@@ -125,18 +163,14 @@ void apply_delta_host(const ApplyDeltaArgs& a, HostIsa isa) {
   ZOFF_CHECK(host_isa_supported(isa), "apply_delta_host: ", host_isa_name(isa),
              " requested but this CPU (or build) lacks it");
   check_apply_delta_args(a, "apply_delta_host");
-  const WordsFn fn = words_of(isa, !a.keep_codes);
   const int64_t words = a.n / 32;
-  tbb::parallel_for(tbb::blocked_range<int64_t>(0, words, kGrainWords),
-                    [&](const tbb::blocked_range<int64_t>& r) { fn(a.master, a.codes, r.begin(), r.end()); });
-  for (int64_t j = words * 8; j < (a.n + 3) / 4; ++j) {  // the tail, element by element
-    const uint32_t byte = a.codes[j];
-    for (int e = 0; e < 4 && 4 * j + e < a.n; ++e) {
-      const uint32_t c = (byte >> (2 * e)) & 3u;
-      if (c == kDeltaUp) a.master[4 * j + e] = uint16_t(a.master[4 * j + e] + 1u);
-      else if (c == kDeltaDown) a.master[4 * j + e] = uint16_t(a.master[4 * j + e] - 1u);
-    }
-    if (!a.keep_codes) a.codes[j] = 0;
+  if (a.bitmap != nullptr) {
+    apply_packed(a, words_of(isa, false));
+  } else {
+    const WordsFn fn = words_of(isa, !a.keep_codes);
+    tbb::parallel_for(tbb::blocked_range<int64_t>(0, words, kGrainWords),
+                      [&](const tbb::blocked_range<int64_t>& r) { fn(a.master, a.codes, r.begin(), r.end()); });
+    tail(a.master, a.n, a.codes + 8 * words, !a.keep_codes);
   }
   std::atomic<int64_t> bad{a.entries};  // the first slot with an index outside [0, n)
   auto apply_list = [&](int64_t s0, int64_t s1) {

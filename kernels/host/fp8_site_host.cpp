@@ -162,21 +162,22 @@ __attribute__((target("avx512f,avx512bw"))) inline uint64_t word_avx512(uint16_t
   return uint64_t(uint32_t(changed | small));
 }
 
-// Passes (1) and (2) of Note [Vector fp8-site apply] over code words [w0, w1) (at most kSub): the
+// Passes (1) and (2) of Note [Vector fp8-site apply] over code words [w0, w1) (at most kSub; word w
+// at codes + 8 (w - wb), CodesAt): the
 // nonzero words listed in live (their number in *nl), their code-3 lanes added to *exc, then the
 // vector word on each listed word, prefetching kLiveAhead listed words ahead; words with candidates
 // are appended to cand / cmask without a branch. Returns their number. Built for the vector target
 // (popcnt included: the portable build calls libgcc for it), once per pass.
 #define ZOFF_FP8_LIVE_PASS(NAME, TARGET, WORD, MASK)                                                        \
-  __attribute__((target(TARGET))) int NAME(uint16_t* master, const uint8_t* codes, const uint8_t* q, int64_t w0, \
-                                           int64_t w1,                                                       \
+  __attribute__((target(TARGET))) int NAME(uint16_t* master, const uint8_t* codes, int64_t wb, const uint8_t* q, \
+                                           int64_t w0, int64_t w1,                                           \
                                            int e_floor, uint32_t* live, int* nl_out, int64_t* exc,           \
                                            uint32_t* cand, uint64_t* cmask) {                                \
     int nl = 0, nc = 0;                                                                                     \
     int64_t x = 0;                                                                                          \
     for (int64_t w = w0; w < w1; ++w) {                                                                     \
       uint64_t cw;                                                                                          \
-      std::memcpy(&cw, codes + 8 * w, 8);                                                                   \
+      std::memcpy(&cw, codes + 8 * (w - wb), 8);                                                            \
       x += __builtin_popcountll(cw & (cw >> 1) & 0x5555555555555555ull);                                    \
       live[nl] = uint32_t(w);                                                                               \
       nl += cw != 0;                                                                                        \
@@ -184,7 +185,7 @@ __attribute__((target("avx512f,avx512bw"))) inline uint64_t word_avx512(uint16_t
     for (int j = 0; j < nl; ++j) {                                                                          \
       if (j + kLiveAhead < nl) __builtin_prefetch(master + 32 * int64_t(live[j + kLiveAhead]), 1);          \
       uint64_t cw;                                                                                          \
-      std::memcpy(&cw, codes + 8 * int64_t(live[j]), 8);                                                    \
+      std::memcpy(&cw, codes + 8 * (int64_t(live[j]) - wb), 8);                                             \
       const uint64_t mm = WORD(master + 32 * int64_t(live[j]), cw, e_floor) & (MASK);                      \
       __builtin_prefetch(q + (mm != 0 ? 32 * int64_t(live[j]) : 0), 1); /* the re-pack's fp8 line */       \
       cand[nc] = live[j];                                                                                   \
@@ -209,6 +210,18 @@ struct WordAvx512 {
   static constexpr auto pass = live_pass_avx512;
 };
 #endif
+
+// Where a walk reads code word w: p + 8 (w - wb). Dense codes: the block's codes from word 0;
+// packed codes (Note [Packed codes]): one range's words, expanded into a scratch.
+struct CodesAt {
+  const uint8_t* p;
+  int64_t wb;
+  uint64_t word(int64_t w) const {
+    uint64_t cw;
+    std::memcpy(&cw, p + 8 * (w - wb), 8);
+    return cw;
+  }
+};
 
 struct Applier {
   const ApplyFp8DeltaArgs& a;
@@ -258,11 +271,9 @@ struct Applier {
 
   // Note [Host fp8-site apply]: the master line of the changed word kAhead words ahead. Forced
   // inline: as a call, the portable word loop ran 1.7x slower here (21 against 36 ms, dev machine).
-  __attribute__((always_inline)) void prefetch_ahead(int64_t w, int64_t w1) const {
+  __attribute__((always_inline)) void prefetch_ahead(const CodesAt& codes, int64_t w, int64_t w1) const {
     if (w + kAhead >= w1) return;
-    uint64_t fw;
-    std::memcpy(&fw, a.codes + 8 * (w + kAhead), 8);
-    if (fw != 0) __builtin_prefetch(a.master + 32 * (w + kAhead), 1);
+    if (codes.word(w + kAhead) != 0) __builtin_prefetch(a.master + 32 * (w + kAhead), 1);
   }
 
   // One changed element i with code c (1 up, 2 down, 3 exception); returns 1 if recomputed.
@@ -281,14 +292,13 @@ struct Applier {
 
   // Code words [w0, w1) (32 elements each, inside the block); returns the exceptions recomputed.
   // A nonzero word is walked by its set bits, so only changed elements cost anything.
-  int64_t words(int64_t w0, int64_t w1, bool recompute_exc) {
+  int64_t words(const CodesAt& codes, int64_t w0, int64_t w1, bool recompute_exc) {
     RowCursor rc{a.copy};
     int64_t p = -1, recomputed = 0, exc = 0;
     for (int64_t w = w0; w < w1; ++w) {
-      uint64_t cw;
-      std::memcpy(&cw, a.codes + 8 * w, 8);
+      uint64_t cw = codes.word(w);
       exc += exceptions_in(cw);
-      prefetch_ahead(w, w1);
+      prefetch_ahead(codes, w, w1);
       while (cw != 0) {
         const int e = __builtin_ctzll(cw) >> 1;
         const uint32_t c = uint32_t(cw >> (2 * e)) & 3u;
@@ -304,7 +314,7 @@ struct Applier {
   // left to the list or, when recomputing, walked after the vector update of their pass.
 #if defined(__x86_64__)
   template <class Word>
-  int64_t walk(int64_t w0, int64_t w1, bool recompute_exc) {
+  int64_t walk(const CodesAt& codes, int64_t w0, int64_t w1, bool recompute_exc) {
     RowCursor rc{a.copy};
     int64_t p = -1, recomputed = 0, exc = 0;
     uint32_t live[kSub], cand[kSub];
@@ -312,11 +322,11 @@ struct Applier {
     for (int64_t s = w0; s < w1; s += kSub) {
       const int64_t e = std::min<int64_t>(w1, s + kSub);
       int nl = 0;
-      const int nc = Word::pass(a.master, a.codes, a.copy.q, s, e, e_floor, live, &nl, &exc, cand, cmask);  // (1), (2)
+      const int nc = Word::pass(a.master, codes.p, codes.wb, a.copy.q, s, e, e_floor, live, &nl, &exc, cand,
+                                cmask);  // (1), (2)
       for (int k = 0; k < nc; ++k) {  // (3) the re-pack of the candidates
         const int64_t w = cand[k];
-        uint64_t cw;
-        std::memcpy(&cw, a.codes + 8 * w, 8);
+        const uint64_t cw = codes.word(w);
         const uint16_t* m = a.master + 32 * w;
         for (uint64_t mm = cmask[k]; mm != 0; mm &= mm - 1) {
           const int j = __builtin_ctzll(mm) >> Word::kShift;
@@ -327,8 +337,7 @@ struct Applier {
       }
       if (recompute_exc) {
         for (int j = 0; j < nl; ++j) {
-          uint64_t cw;
-          std::memcpy(&cw, a.codes + 8 * int64_t(live[j]), 8);
+          const uint64_t cw = codes.word(int64_t(live[j]));
           for (uint64_t x = cw & (cw >> 1) & 0x5555555555555555ull; x != 0; x &= x - 1)  // code-3 lanes
             recomputed += element(rc, p, 32 * int64_t(live[j]) + (__builtin_ctzll(x) >> 1), 3u, true);
         }
@@ -386,12 +395,13 @@ struct Applier {
                ", which is outside the block (", a.n, " elements)");
   }
 
-  // The last (n % 32) elements, byte by byte.
-  int64_t tail(int64_t from, bool recompute_exc) {
+  // The last (n % 32) elements, from their (partial) code word cw.
+  int64_t tail(uint64_t cw, bool recompute_exc) {
     RowCursor rc{a.copy};
     int64_t p = -1, recomputed = 0;
+    const int64_t from = a.n / 32 * 32;
     for (int64_t i = from; i < a.n; ++i) {
-      const uint32_t c = (a.codes[i >> 2] >> (2 * (i & 3))) & 3u;
+      const uint32_t c = uint32_t(cw >> (2 * (i - from))) & 3u;
       if (c == kDeltaException) ++exc_seen;
       if (c != 0) recomputed += element(rc, p, i, c, recompute_exc);
     }
@@ -512,21 +522,39 @@ ApplyFp8Result apply_fp8_delta_host(const ApplyFp8DeltaArgs& a) {
   if (by_range) bucket_list(a, nb, lb);
   std::atomic<int64_t> recomputed{0};
   const Fp8WordPath path = fp8_word_path(a.path);
+  // Note [Packed codes] (kernels/delta.h): each range's words expanded into a scratch in cache.
+  static_assert(kPackTileWords == kGrainWords, "one apply range is one packed tile");
+  const auto* packed = reinterpret_cast<const uint64_t*>(a.codes);
+  if (a.bitmap != nullptr) {
+    lb.packed.resize(size_t(pack_code_words(a.n) + kGrainWords - 1) / kGrainWords + 1);
+    packed_range_offsets(a.bitmap, a.n, a.packed_count, lb.packed.data(), "apply_fp8_delta");
+  }
   tbb::parallel_for(tbb::blocked_range<int64_t>(0, nb, 1), [&](const tbb::blocked_range<int64_t>& r) {
+    alignas(64) uint64_t buf[kGrainWords];  // packed codes: the range's words (16 KiB)
     for (int64_t b = r.begin(); b < r.end(); ++b) {
       const int64_t w0 = b * kGrainWords, w1 = std::min(nwords, w0 + kGrainWords);
+      CodesAt codes{a.codes, 0};
+      if (a.bitmap != nullptr) {
+        unpack_code_range(a.bitmap, packed, lb.packed[size_t(b)], w0, w1, buf);
+        codes = CodesAt{reinterpret_cast<const uint8_t*>(buf), w0};
+      }
       int64_t n = 0;
 #if defined(__x86_64__)
-      if (path == Fp8WordPath::Avx512) n = ap.walk<WordAvx512>(w0, w1, recompute);
-      else if (path == Fp8WordPath::Avx2) n = ap.walk<WordAvx2>(w0, w1, recompute);
+      if (path == Fp8WordPath::Avx512) n = ap.walk<WordAvx512>(codes, w0, w1, recompute);
+      else if (path == Fp8WordPath::Avx2) n = ap.walk<WordAvx2>(codes, w0, w1, recompute);
       else
 #endif
-        n = ap.words(w0, w1, recompute);
+        n = ap.words(codes, w0, w1, recompute);
       if (n) recomputed += n;
       if (by_range) ap.entries(lb.order.data(), lb.start[size_t(b)], lb.start[size_t(b) + 1]);
     }
   });
-  recomputed += ap.tail(32 * nwords, recompute);
+  if (a.n % 32 != 0) {  // the last, partial code word
+    uint64_t cw = 0;
+    if (a.bitmap == nullptr) std::memcpy(&cw, a.codes + 8 * nwords, size_t((a.n + 3) / 4 - 8 * nwords));
+    else if ((a.bitmap[nwords / 32] >> (nwords % 32)) & 1u) cw = packed[a.packed_count - 1];  // the last word packed
+    recomputed += ap.tail(cw, recompute);
+  }
   res.recomputed = recomputed.load();
   ZOFF_CHECK(ap.exc_seen.load() == a.count, "apply_fp8_delta: the codes mark ", ap.exc_seen.load(),
              " exceptions but the device counted ", a.count, " (codes and list do not belong together)");

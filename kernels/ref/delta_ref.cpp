@@ -1,6 +1,7 @@
 // CPU references of apply_delta (codes and exception list onto a 16-bit master) and copy_counted.
 #include <algorithm>
 #include <cstring>
+#include <vector>
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 
@@ -19,6 +20,15 @@ void copy_counted(void* dst, const void* src, const unsigned long long* count, i
 
 void apply_delta(const ApplyDeltaArgs& a) {
   check_apply_delta_args(a, "apply_delta");
+  if (a.bitmap != nullptr) {  // Note [Packed codes]: expanded, then as dense codes
+    std::vector<uint8_t> dense(size_t(8 * pack_code_words(a.n)));
+    unpack_codes(a.bitmap, reinterpret_cast<const uint64_t*>(a.codes), a.packed_count, a.n, dense.data());
+    ApplyDeltaArgs d = a;
+    d.codes = dense.data();
+    d.bitmap = nullptr;
+    d.keep_codes = true;
+    return apply_delta(d);
+  }
   for (int64_t s = 0; s < a.entries; ++s)  // all checked before anything is written
     if (int64_t(a.list[s].index) >= a.n) fail_list_index(a, s, "apply_delta");
   const int64_t nbytes = (a.n + 3) / 4;

@@ -58,6 +58,14 @@ void dispatch_copy_counted(void* dst, const void* src, const unsigned long long*
   ZOFF_FAIL("copy_counted: unsupported device ", device.str());
 }
 
+void dispatch_pack_codes(const k::PackCodesArgs& a, const at::Device& device) {
+  if (device.is_cpu()) return k::ref::pack_codes(a);
+#ifdef ZOFF_WITH_CUDA
+  if (device.is_cuda()) return cuda_pack_codes(a);
+#endif
+  ZOFF_FAIL("pack_codes: unsupported device ", device.str());
+}
+
 void dispatch_lowrank_update_sr(const k::LowRankArgs& a, const at::Device& device) {
   if (device.is_cpu()) return k::ref::lowrank_update_sr(a);
 #ifdef ZOFF_WITH_CUDA

@@ -21,6 +21,8 @@ void dispatch_fill_z(float* out, int64_t n, uint64_t pid, uint64_t seed, k::Dist
 // memory on CUDA (read by the kernel), in host memory on the CPU.
 void dispatch_copy_counted(void* dst, const void* src, const unsigned long long* count, int64_t cap,
                            int64_t elem_bytes, const at::Device& device);
+// Note [Packed codes] (kernels/delta.h): the reference on the CPU, the three packing kernels on CUDA.
+void dispatch_pack_codes(const k::PackCodesArgs& a, const at::Device& device);
 // Note [Low-rank stochastic rounding] (kernels/lowrank.h): the reference on the CPU, the fixed-order
 // kernels (scratch from LibTorch's caching allocator) on CUDA; bit-identical.
 void dispatch_lowrank_update_sr(const k::LowRankArgs& a, const at::Device& device);
@@ -37,6 +39,7 @@ void cuda_fill_z(float* out, int64_t n, uint64_t pid, uint64_t seed, k::Dist d);
 void cuda_lowrank_update_sr(const k::LowRankArgs& a);
 void cuda_lowrank_update(const k::LowRankArgs& a);
 void cuda_copy_counted(void* dst, const void* src, const unsigned long long* count, int64_t cap, int64_t elem_bytes);
+void cuda_pack_codes(const k::PackCodesArgs& a);
 #endif
 
 }  // namespace zoff

@@ -426,7 +426,9 @@ class OffloadEngine : public Engine {
     wb.count_bytes = DeltaBuffers::kCountBytes;
     wb.count_src = [this](int k) { return delta_->device_count(k); };
     wb.count_dst = [this](int b) { return delta_->host_count(b); };
-    if (delta_->staged()) {
+    if (delta_->packed()) {
+      wb.codes_pack = [this](int k, int b) { delta_->pack_codes(k, b); };
+    } else if (delta_->staged()) {
       wb.codes_src = [this](int k) { return delta_->device_codes(k); };
       wb.codes_dst = [this](int b) { return delta_->host_codes(b); };
       wb.codes_bytes = [this](int b) { return delta_->code_bytes(b); };

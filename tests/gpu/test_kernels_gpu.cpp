@@ -169,6 +169,78 @@ TEST(KernelsGpu, CopyCountedMatchesReference) {
         }
 }
 
+// Note [Packed codes]: bitmap, packed words and count as the reference writes them, into mapped
+// host memory (as DeltaBuffers uses it) and device memory; sizes around words, bitmap words and
+// tiles, densities from none to every word, and a large block (many tiles per packing block).
+TEST(KernelsGpu, PackCodesMatchesReference) {
+  for (int64_t n : {int64_t(0), int64_t(1), int64_t(33), int64_t(1024), int64_t(32 * 2048 + 5), int64_t(32 * 2048 * 70 + 32 * 9 + 3)})
+    for (double density : {0.0, 0.01, 0.3, 1.0})
+      for (bool mapped : {true, false}) {
+        const std::string what = "n " + std::to_string(n) + " density " + std::to_string(density) +
+                                 (mapped ? " mapped" : " device");
+        const int64_t W = pack_code_words(n), B = pack_bitmap_words(n);
+        std::mt19937_64 rng(uint64_t(n) * 31 + uint64_t(density * 100));
+        std::uniform_real_distribution<double> u(0.0, 1.0);
+        std::vector<uint8_t> codes(size_t(8 * W), 0);
+        for (int64_t w = 0; w < W; ++w)
+          if (u(rng) < density) {
+            uint64_t cw = rng() & rng();
+            if (w == W - 1 && n % 32 != 0) cw &= (uint64_t(1) << (2 * (n % 32))) - 1;
+            if (cw == 0) cw = 1;
+            std::memcpy(codes.data() + 8 * w, &cw, 8);
+          }
+        std::vector<uint32_t> want_bitmap(static_cast<size_t>(B));
+        std::vector<uint64_t> want_packed(static_cast<size_t>(W));
+        unsigned long long want_count = 0;
+        ref::pack_codes({codes.data(), n, want_bitmap.data(), want_packed.data(), &want_count, nullptr});
+        DevBuf dcodes(codes.size() + 8), dcount(8), dscratch(size_t(4 * pack_codes_scratch_words(n)) + 4);
+        DevBuf dbitmap(size_t(4 * B) + 4), dpacked(size_t(8 * W) + 8);
+        CK(cudaMemcpy(dcodes.p_, codes.data(), codes.size(), cudaMemcpyHostToDevice));
+        CK(cudaMemset(dcount.p_, 0xAB, 8));
+        void* hb = nullptr;
+        void* hp = nullptr;
+        uint32_t* bitmap = static_cast<uint32_t*>(dbitmap.p_);
+        uint64_t* packed = static_cast<uint64_t*>(dpacked.p_);
+        if (mapped) {
+          CK(cudaHostAlloc(&hb, size_t(4 * B) + 4, cudaHostAllocMapped));
+          CK(cudaHostAlloc(&hp, size_t(8 * W) + 8, cudaHostAllocMapped));
+          std::memset(hb, 0xCD, size_t(4 * B) + 4);
+          std::memset(hp, 0xCD, size_t(8 * W) + 8);
+          void* d = nullptr;
+          CK(cudaHostGetDevicePointer(&d, hb, 0));
+          bitmap = static_cast<uint32_t*>(d);
+          CK(cudaHostGetDevicePointer(&d, hp, 0));
+          packed = static_cast<uint64_t*>(d);
+        } else {
+          CK(cudaMemset(dbitmap.p_, 0xCD, size_t(4 * B) + 4));
+          CK(cudaMemset(dpacked.p_, 0xCD, size_t(8 * W) + 8));
+        }
+        PackCodesArgs a{static_cast<const uint8_t*>(dcodes.p_), n, bitmap, packed,
+                        static_cast<unsigned long long*>(dcount.p_), static_cast<uint32_t*>(dscratch.p_)};
+        pack_codes(a, nullptr);
+        CK(cudaDeviceSynchronize());
+        std::vector<uint32_t> got_bitmap(size_t(B) + 1);
+        std::vector<uint64_t> got_packed(size_t(W) + 1);
+        unsigned long long got_count = 0;
+        CK(cudaMemcpy(&got_count, dcount.p_, 8, cudaMemcpyDeviceToHost));
+        if (mapped) {
+          std::memcpy(got_bitmap.data(), hb, got_bitmap.size() * 4);
+          std::memcpy(got_packed.data(), hp, got_packed.size() * 8);
+          CK(cudaFreeHost(hb));
+          CK(cudaFreeHost(hp));
+        } else {
+          CK(cudaMemcpy(got_bitmap.data(), dbitmap.p_, got_bitmap.size() * 4, cudaMemcpyDeviceToHost));
+          CK(cudaMemcpy(got_packed.data(), dpacked.p_, got_packed.size() * 8, cudaMemcpyDeviceToHost));
+        }
+        ASSERT_EQ(got_count, want_count) << what;
+        for (int64_t i = 0; i < B; ++i) ASSERT_EQ(got_bitmap[size_t(i)], want_bitmap[size_t(i)]) << what << " bitmap word " << i;
+        EXPECT_EQ(got_bitmap[size_t(B)], 0xCDCDCDCDu) << what << ": wrote past the bitmap";
+        for (unsigned long long i = 0; i < want_count; ++i)
+          ASSERT_EQ(got_packed[size_t(i)], want_packed[size_t(i)]) << what << " packed word " << i;
+        EXPECT_EQ(got_packed[size_t(want_count)], 0xCDCDCDCDCDCDCDCDull) << what << ": wrote past the packed words";
+      }
+}
+
 TEST(KernelsGpu, FillZMatchesReference) {
   for (int64_t n : kSizes)
     for (Dist d : {Dist::Gaussian, Dist::Rademacher})

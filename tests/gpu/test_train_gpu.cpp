@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 
 #include "zoff/replay.h"
@@ -67,6 +68,34 @@ TEST(GpuTrain, OffloadedEqualsResidentOnCuda) {
   }
 }
 
+// The bf16 delta write-back on CUDA (Note [Delta write-back]) with the codes staged (default) and
+// packed on the device (Note [Packed codes], ZOFF_DELTA_CODES=packed): the same bits as the
+// resident bf16 run, with the list whole and overflowing.
+TEST(GpuTrain, Bf16DeltaPackedCodesEqualResident) {
+  RunConfig base = gpu_config(OptimizerKind::MeZO);
+  base.policy.storage_dtype = DType::BF16;
+  base.policy.compute_dtype = DType::BF16;
+  const auto ref = run(base, 5);
+  for (bool packed : {false, true})
+    for (int64_t divisor : {int64_t(64), int64_t(1) << 20}) {
+      RunConfig c = gpu_config(OptimizerKind::MeZO);
+      c.policy.storage_dtype = DType::BF16;
+      c.policy.compute_dtype = DType::BF16;
+      c.policy.offload = true;
+      c.policy.num_slots = 2;
+      c.policy.resident_blocks = 0;
+      c.policy.update_site = UpdateSite::Gpu;
+      c.policy.write_back = WriteBack::Delta;
+      c.policy.delta_list_divisor = divisor;
+      if (packed) setenv("ZOFF_DELTA_CODES", "packed", 1);
+      const auto w = run(c, 5);
+      unsetenv("ZOFF_DELTA_CODES");
+      for (size_t g = 0; g < w.size(); ++g)
+        EXPECT_TRUE(at::equal(w[g], ref[g])) << (packed ? "packed" : "staged") << " divisor " << divisor << " group "
+                                             << g << " max diff " << (w[g] - ref[g]).abs().max().item<double>();
+    }
+}
+
 // Deferred site on CUDA with a bf16 master (stochastic rounding) and a host thread slowed down so
 // that devices replay several updates: the masters the host rebuilt equal the resident run's.
 TEST(GpuTrain, DeferredSiteBf16LaggingHostIsExact) {
@@ -93,12 +122,15 @@ TEST(GpuTrain, DeferredSiteBf16LaggingHostIsExact) {
 
 // fp8 transfers at the GPU site on CUDA (Note [fp8 at the GPU site]): the kernel's decisions, the
 // staged codes, the mapped exception list and the host apply leave the bf16 masters exactly where
-// the seed log's updates put them (replayed on the CPU), with 2 and 3 slots and a small list that
-// overflows into the host recompute.
+// the seed log's updates put them (replayed on the CPU), with 2 and 3 slots (3: packed codes) and
+// a small list that overflows into the host recompute.
 TEST(GpuTrain, Fp8GpuSiteMastersReplayExactly) {
   for (OptimizerKind kind : {OptimizerKind::MeZO, OptimizerKind::FZOO})
     for (int K : {2, 3})
       for (int64_t divisor : {int64_t(64), int64_t(1) << 20}) {
+        // Note [Packed codes]: the K = 3 runs pack the codes on the device (ZOFF_DELTA_CODES=packed).
+        if (K == 3) setenv("ZOFF_DELTA_CODES", "packed", 1);
+        else unsetenv("ZOFF_DELTA_CODES");
         RunConfig c = gpu_config(kind);
         c.optimizer.weight_decay = 0.0;
         c.policy.storage_dtype = DType::BF16;
@@ -134,6 +166,7 @@ TEST(GpuTrain, Fp8GpuSiteMastersReplayExactly) {
                                                    << (w[g] - r.flats[g]).abs().max().item<double>();
         zoff::testing::remove_tree(c.train.output_dir);
       }
+  unsetenv("ZOFF_DELTA_CODES");
 }
 
 }  // namespace

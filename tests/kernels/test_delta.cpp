@@ -323,6 +323,21 @@ TEST(ApplyDelta, MatchesNaiveOnRandomCodes) {
       apply_delta_host(keep, isa);
       ASSERT_EQ(kept_master, want);
       ASSERT_EQ(codes_copy, kept_codes);
+      // Packed codes (Note [Packed codes]): the same master, the packed words untouched.
+      {
+        std::vector<uint16_t> m = master;
+        std::vector<uint32_t> bitmap(size_t(pack_bitmap_words(n)));
+        std::vector<uint64_t> packed(size_t(pack_code_words(n)) + 1);
+        unsigned long long count = 0;
+        ref::pack_codes({codes.data(), n, bitmap.data(), packed.data(), &count, nullptr});
+        const std::vector<uint64_t> packed0 = packed;
+        ApplyDeltaArgs pa{m.data(), reinterpret_cast<uint8_t*>(packed.data()), n, list.data(), int64_t(list.size())};
+        pa.bitmap = bitmap.data();
+        pa.packed_count = int64_t(count);
+        apply_delta_host(pa, isa);
+        ASSERT_EQ(m, want) << "packed codes";
+        ASSERT_EQ(packed, packed0);
+      }
       apply_delta_host({master.data(), codes.data(), n, list.data(), int64_t(list.size())}, isa);
       ASSERT_EQ(master, want);
       ASSERT_TRUE(std::all_of(codes.begin(), codes.end(), [](uint8_t b) { return b == 0; }));

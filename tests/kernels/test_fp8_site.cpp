@@ -270,7 +270,28 @@ void run_case(const Case& cs) {
   const std::vector<Fp8RowSegment> segs = fp8_row_segments(b.row_start.data(), b.rows());
   ap.copy = Fp8Copy{q.data(), sc.data(), b.row_start.data(), b.rows()};
   if (cs.nterms != 1) ap.copy.segs = segs.data(), ap.copy.nsegs = int(segs.size());  // both row lookups
+  // The same apply from packed codes (Note [Packed codes]), on copies: the same master and copy.
+  std::vector<uint16_t> pm = master;
+  std::vector<uint8_t> pq = q;
+  std::vector<float> psc = sc;
+  {
+    std::vector<uint32_t> bitmap(size_t(pack_bitmap_words(b.n)));
+    std::vector<uint64_t> packed(size_t(pack_code_words(b.n)));
+    unsigned long long packed_count = 0;
+    ref::pack_codes({codes.data(), b.n, bitmap.data(), packed.data(), &packed_count, nullptr});
+    ApplyFp8DeltaArgs pa = ap;
+    pa.master = pm.data();
+    pa.copy.q = pq.data();
+    pa.copy.scales = psc.data();
+    pa.codes = reinterpret_cast<const uint8_t*>(packed.data());
+    pa.bitmap = bitmap.data();
+    pa.packed_count = int64_t(packed_count);
+    apply_fp8_delta_host(pa);
+  }
   const ApplyFp8Result res = apply_fp8_delta_host(ap);
+  EXPECT_EQ(pm, master) << "packed codes";
+  EXPECT_EQ(pq, q) << "packed codes";
+  EXPECT_EQ(psc, sc) << "packed codes";
   int64_t changed = 0;
   for (int64_t i = 0; i < b.n; ++i) {
     ASSERT_EQ(master[size_t(i)], want[size_t(i)]) << "element " << i << " (" << res.exceptions << " exceptions)";
@@ -371,7 +392,8 @@ TEST(Fp8Site, ZeroRowIsRescaledByItsFirstValue) {
 }
 
 // Every word path this CPU has (AVX-512, AVX2), with the list by word range or in its own order,
-// leaves the same master and fp8 copy as the portable path by range: 600,037 elements (many compaction passes and TBB ranges, a ragged tail), 20% up, 20% down,
+// and with packed codes (Note [Packed codes]), leaves the same master and fp8 copy as the portable
+// path by range: 600,037 elements (many compaction passes and TBB ranges, a ragged tail), 20% up, 20% down,
 // 1% exceptions from a list, some elements small enough to be fp8 subnormal.
 TEST(Fp8Site, WordPathsAgree) {
   Block b(600037, 1000);
@@ -393,14 +415,22 @@ TEST(Fp8Site, WordPathsAgree) {
   std::vector<uint8_t> q0;
   std::vector<float> s0;
   pack_block(b, m0, q0, s0);
+  std::vector<uint8_t> dense = codes;
+  dense.resize(size_t(8 * pack_code_words(b.n)), 0);  // pack_codes reads whole words
+  std::vector<uint32_t> bitmap(size_t(pack_bitmap_words(b.n)));
+  std::vector<uint64_t> packed(size_t(pack_code_words(b.n)));
+  unsigned long long packed_count = 0;
+  ref::pack_codes({dense.data(), b.n, bitmap.data(), packed.data(), &packed_count, nullptr});
+  ASSERT_GT(packed_count, 0u);
   std::vector<uint16_t> want;
   std::vector<uint8_t> want_q;
   std::vector<float> want_s;
   int tried = 0;
   Fp8ApplyScratch scratch;  // reused by the AVX2 and AVX-512 runs, made per call by the others
-  for (int variant = 0; variant < 8; ++variant) {
+  for (int variant = 0; variant < 12; ++variant) {
     const Fp8WordPath path = Fp8WordPath(variant % 4 == 0 ? 1 : variant % 4 == 1 ? 2 : variant % 4 == 2 ? 3 : 0);
-    const bool by_range = variant < 4;  // then the list in its own order (Note [Exceptions by range])
+    const bool by_range = variant < 4 || variant >= 8;  // else the list in its own order (Note [Exceptions by range])
+    const bool pack = variant >= 8;
     if (!fp8_word_path_supported(path)) continue;
     std::vector<uint16_t> m = m0;
     std::vector<uint8_t> q = q0;
@@ -415,19 +445,26 @@ TEST(Fp8Site, WordPathsAgree) {
     ap.path = path;
     ap.list_by_range = by_range;
     ap.scratch = path == Fp8WordPath::Avx2 || path == Fp8WordPath::Avx512 ? &scratch : nullptr;
+    if (pack) {
+      ap.codes = reinterpret_cast<const uint8_t*>(packed.data());
+      ap.bitmap = bitmap.data();
+      ap.packed_count = int64_t(packed_count);
+    }
     apply_fp8_delta_host(ap);
     if (variant == 0) {
       want = m, want_q = q, want_s = sc;
       check_copy(b, m, q, sc);
       EXPECT_NE(m, m0);
     } else {
-      EXPECT_EQ(m, want) << "path " << int(path) << (by_range ? " by range" : " list order");
-      EXPECT_EQ(q, want_q) << "path " << int(path) << (by_range ? " by range" : " list order");
-      EXPECT_EQ(sc, want_s) << "path " << int(path) << (by_range ? " by range" : " list order");
+      const std::string what = "path " + std::to_string(int(path)) + (by_range ? " by range" : " list order") +
+                               (pack ? ", packed codes" : "");
+      EXPECT_EQ(m, want) << what;
+      EXPECT_EQ(q, want_q) << what;
+      EXPECT_EQ(sc, want_s) << what;
     }
     ++tried;
   }
-  EXPECT_GE(tried, 4);
+  EXPECT_GE(tried, 6);
 #if defined(__x86_64__)
   if (!fp8_word_path_supported(Fp8WordPath::Avx512)) {  // a path the CPU lacks is refused
     EXPECT_THROW(fp8_word_path(Fp8WordPath::Avx512), Error);

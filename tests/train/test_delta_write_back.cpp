@@ -129,8 +129,8 @@ void expect_knob_rejected(const char* name, const char* bad) {
   }
 }
 
-// Note [Staged codes]: the codes staged in device memory (default) or stored straight into the
-// mapped host codes (ZOFF_DELTA_CODES=mapped, sparse stores) leave the same bits.
+// Note [Staged codes]: the codes staged in device memory (default), stored straight into the
+// mapped host codes (ZOFF_DELTA_CODES=mapped, sparse stores) or packed (=packed) leave the same bits.
 TEST(DeltaWriteBack, MappedAndStagedCodesAgree) {
   const Result ref = run(bf16_config(OptimizerKind::MeZO, 1e-3), 5);
   const Result staged = run(streamed(bf16_config(OptimizerKind::MeZO, 1e-3), WriteBack::Delta, 2), 5);
@@ -140,6 +140,12 @@ TEST(DeltaWriteBack, MappedAndStagedCodesAgree) {
     const Result mapped = run(streamed(bf16_config(OptimizerKind::MeZO, 1e-3), WriteBack::Delta, 3), 5);
     expect_identical(mapped, ref, "mapped codes");
     EXPECT_GT(total_exceptions(mapped), 0);
+  }
+  {  // Note [Packed codes] (kernels/delta.h)
+    const EnvKnob knob("ZOFF_DELTA_CODES", "packed");
+    const Result packed = run(streamed(bf16_config(OptimizerKind::MeZO, 1e-3), WriteBack::Delta, 3), 5);
+    expect_identical(packed, ref, "packed codes");
+    EXPECT_GT(total_exceptions(packed), 0);
   }
   expect_knob_rejected("ZOFF_DELTA_CODES", "mapd");
 }

@@ -91,6 +91,42 @@ TEST(Fp8GpuSite, OverflowingListsStillExact) {
   for (size_t g = 0; g < a.size(); ++g) EXPECT_TRUE(at::equal(a[g], b[g])) << "group " << g;
 }
 
+// Note [Packed codes] (kernels/delta.h): ZOFF_DELTA_CODES=packed (the Offload op packs the staged
+// codes into the host codes and a bitmap) leaves the same bits as the dense staged codes, with
+// the list whole and overflowing, and moves fewer code bytes where few words change.
+TEST(Fp8GpuSite, PackedCodesLeaveTheSameBits) {
+  for (double lr : {1e-3, 1e-6})
+    for (int64_t divisor : {int64_t(64), int64_t(1) << 20}) {
+      const std::string what = "lr " + std::to_string(lr) + " divisor " + std::to_string(divisor);
+      auto run = [&](bool packed, int64_t* code_bytes) {
+        if (packed) setenv("ZOFF_DELTA_CODES", "packed", 1);
+        RunConfig c = fp8_config(OptimizerKind::MeZO, lr);
+        c.policy.delta_list_divisor = divisor;
+        std::vector<at::Tensor> w;
+        try {
+          Trainer tr(c);
+          for (int i = 0; i < 4; ++i) tr.train_step();
+          *code_bytes = tr.engine_stats().at("delta_code_bytes").get<int64_t>();
+          w = tr.snapshot_weights();
+        } catch (...) {
+          unsetenv("ZOFF_DELTA_CODES");
+          throw;
+        }
+        unsetenv("ZOFF_DELTA_CODES");
+        zoff::testing::remove_tree(c.train.output_dir);
+        return w;
+      };
+      int64_t dense_bytes = 0, packed_bytes = 0;
+      const auto a = run(false, &dense_bytes), b = run(true, &packed_bytes);
+      ASSERT_EQ(a.size(), b.size());
+      for (size_t g = 0; g < a.size(); ++g) EXPECT_TRUE(at::equal(a[g], b[g])) << what << " group " << g;
+      EXPECT_GT(dense_bytes, 0) << what;
+      if (lr < 1e-4) {  // ~45% of the words change here (stochastic rounding of tiny updates)
+        EXPECT_LT(packed_bytes, dense_bytes * 3 / 4) << what;
+      }
+    }
+}
+
 // Note [Applies across passes]: with each block's apply slowed down, passes end with applies still
 // running, the next pass's uploads wait at the gate, and the weights are the same bits as without
 // the delay (and as the seed log's replay).

@@ -29,6 +29,8 @@ void cuda_lowrank_update(const k::LowRankArgs& a) {
   k::lowrank_update(a, at::cuda::getCurrentCUDABlasHandle(), scratch.data_ptr(), bytes, current());
 }
 
+void cuda_pack_codes(const k::PackCodesArgs& a) { k::pack_codes(a, current()); }
+
 void cuda_copy_counted(void* dst, const void* src, const unsigned long long* count, int64_t cap, int64_t elem_bytes) {
   k::copy_counted(dst, src, count, cap, elem_bytes, current());
 }
