@@ -81,9 +81,10 @@ ZOFF_HD uint32_t delta_code(uint32_t old_bits, uint32_t new_bits) {
 // The CUDA version (kernels/pack_codes.cu) counts each tile of kPackTileWords words, scans the
 // tile counts and writes each tile's words from shared memory as one contiguous run, all straight
 // into mapped host memory (bitmap and packed in whole-warp runs; no device buffer, no DMA).
-// The host applies read them with packed_range_offsets + unpack_code_range: each word range of
-// the apply (kPackTileWords words) finds its first packed word from the bitmap and expands its
-// words into a zeroed scratch in cache, then runs the dense word walk on it.
+// The host applies read them with packed_range_offsets: each word range of the apply
+// (kPackTileWords words) finds its first packed word from the bitmap's counts, then walks the
+// set bits of its bitmap words, taking the packed words in order (no scratch; a zero word costs
+// a bit instead of 8 bytes read).
 constexpr int64_t kPackTileWords = 2048;
 
 struct PackCodesArgs {
@@ -105,11 +106,6 @@ void pack_codes(const PackCodesArgs& a, cudaStream_t s);
 // last being the total (oneTBB over ranges). Checks it against `packed_count` (codes and bitmap
 // of one update) and that no bit past the last word is set; the error names `fn`.
 void packed_range_offsets(const uint32_t* bitmap, int64_t n, int64_t packed_count, int64_t* offsets, const char* fn);
-// Code words [w0, w1) of a packed block (w0 a multiple of 32, w1 - w0 <= kPackTileWords), as
-// dense words into out (w1 - w0 words), given the index of w0's range's first packed word.
-void unpack_code_range(const uint32_t* bitmap, const uint64_t* packed, int64_t first, int64_t w0, int64_t w1,
-                       uint64_t* out);
-
 // Applies one block's codes and exception list to its host master (16-bit elements).
 struct ApplyDeltaArgs {
   uint16_t* master;          // n elements

@@ -27,7 +27,8 @@ DeltaBuffers::DeltaBuffers(StreamDevice& dev, BlockStore& store, const std::vect
              "delta write-back needs 16-bit masters that travel as they are stored, or exponent-exact fp8 copies");
   if (fp8_) recipes_.resize(size_t(store.num_blocks()));
   static const char* const kCodeModes[] = {"staged", "mapped", "packed", nullptr};
-  const int code_mode = env_choice("ZOFF_DELTA_CODES", kCodeModes, 0);
+  // fp8 site: packed by default (Note [Packed codes]: 3-8% faster at 13B and 30B, session 13).
+  const int code_mode = env_choice("ZOFF_DELTA_CODES", kCodeModes, fp8_ ? 2 : 0);
   staged_ = code_mode != 1;
   packed_ = code_mode == 2;
   const size_t es = size_t(entry_bytes());

@@ -63,26 +63,45 @@ inline uint64_t add16x4(uint64_t x, uint64_t d) {
   return ((x & kLow) + (d & kLow)) ^ ((x ^ d) & kHigh);
 }
 
+inline void word_scalar(uint16_t* m, uint64_t cw) {
+  for (int b = 0; b < 8; ++b) {
+    uint64_t x;
+    std::memcpy(&x, m + 4 * b, 8);
+    x = add16x4(x, kLanes.v[(cw >> (8 * b)) & 0xFFu]);
+    std::memcpy(m + 4 * b, &x, 8);
+  }
+}
+
 template <bool kClear>
 void words_scalar(uint16_t* master, uint8_t* codes, int64_t w0, int64_t w1) {
   for (int64_t w = w0; w < w1; ++w) {
     uint64_t cw;
     std::memcpy(&cw, codes + 8 * w, 8);
     if (cw == 0) continue;
-    uint16_t* m = master + 32 * w;
-    for (int b = 0; b < 8; ++b) {
-      uint64_t x;
-      std::memcpy(&x, m + 4 * b, 8);
-      x = add16x4(x, kLanes.v[(cw >> (8 * b)) & 0xFFu]);
-      std::memcpy(m + 4 * b, &x, 8);
-    }
+    word_scalar(master + 32 * w, cw);
     if (kClear) std::memset(codes + 8 * w, 0, 8);
   }
 }
 
+// Note [Packed codes]: the nonzero words of [w0, w1) (w0 a multiple of 32) straight from the
+// bitmap, packed[next] being the first; no scratch, and zero words cost a bitmap bit.
+template <class Word>
+inline void packed_words(uint16_t* master, const uint32_t* bitmap, const uint64_t* packed, int64_t next, int64_t w0,
+                         int64_t w1, Word word) {
+  for (int64_t i = w0 / 32; 32 * i < w1; ++i) {
+    uint32_t bits = bitmap[i];
+    if (32 * i + 32 > w1) bits &= (1u << (w1 - 32 * i)) - 1u;
+    for (; bits != 0; bits &= bits - 1) word(master + 32 * (32 * i + __builtin_ctz(bits)), packed[next++]);
+  }
+}
+
+void packed_scalar(uint16_t* master, const uint32_t* bitmap, const uint64_t* packed, int64_t next, int64_t w0,
+                   int64_t w1) {
+  packed_words(master, bitmap, packed, next, w0, w1, word_scalar);
+}
+
 #if defined(__x86_64__)
-template <bool kClear>
-__attribute__((target("avx2"))) void words_avx2(uint16_t* master, uint8_t* codes, int64_t w0, int64_t w1) {
+__attribute__((target("avx2"), always_inline)) inline void word_avx2(uint16_t* master, uint64_t cw) {
   // Lane e of vector h (elements 16 h + e) takes code byte 4 h + e / 4 into its low byte; the
   // high byte is zeroed (index 0x80). In-lane vpshufb: the broadcast word is in every 128-bit lane.
   const __m256i sel0 = _mm256_setr_epi8(0, -128, 0, -128, 0, -128, 0, -128, 1, -128, 1, -128, 1, -128, 1, -128,  //
@@ -91,25 +110,48 @@ __attribute__((target("avx2"))) void words_avx2(uint16_t* master, uint8_t* codes
   const __m256i mask = _mm256_setr_epi16(3, 12, 48, 192, 3, 12, 48, 192, 3, 12, 48, 192, 3, 12, 48, 192);
   const __m256i up = _mm256_setr_epi16(1, 4, 16, 64, 1, 4, 16, 64, 1, 4, 16, 64, 1, 4, 16, 64);
   const __m256i down = _mm256_add_epi16(up, up);
+  const __m256i c = _mm256_set1_epi64x((long long)cw);
+  __m256i* m = reinterpret_cast<__m256i*>(master);
+  const __m256i c0 = _mm256_and_si256(_mm256_shuffle_epi8(c, sel0), mask);
+  const __m256i c1 = _mm256_and_si256(_mm256_shuffle_epi8(c, sel1), mask);
+  __m256i x0 = _mm256_loadu_si256(m), x1 = _mm256_loadu_si256(m + 1);
+  x0 = _mm256_add_epi16(_mm256_sub_epi16(x0, _mm256_cmpeq_epi16(c0, up)), _mm256_cmpeq_epi16(c0, down));
+  x1 = _mm256_add_epi16(_mm256_sub_epi16(x1, _mm256_cmpeq_epi16(c1, up)), _mm256_cmpeq_epi16(c1, down));
+  _mm256_storeu_si256(m, x0);
+  _mm256_storeu_si256(m + 1, x1);
+}
+
+template <bool kClear>
+__attribute__((target("avx2"))) void words_avx2(uint16_t* master, uint8_t* codes, int64_t w0, int64_t w1) {
   for (int64_t w = w0; w < w1; ++w) {
-    long long cw;
+    uint64_t cw;
     std::memcpy(&cw, codes + 8 * w, 8);
     if (cw == 0) continue;
-    const __m256i c = _mm256_set1_epi64x(cw);
-    __m256i* m = reinterpret_cast<__m256i*>(master + 32 * w);
-    const __m256i c0 = _mm256_and_si256(_mm256_shuffle_epi8(c, sel0), mask);
-    const __m256i c1 = _mm256_and_si256(_mm256_shuffle_epi8(c, sel1), mask);
-    __m256i x0 = _mm256_loadu_si256(m), x1 = _mm256_loadu_si256(m + 1);
-    x0 = _mm256_add_epi16(_mm256_sub_epi16(x0, _mm256_cmpeq_epi16(c0, up)), _mm256_cmpeq_epi16(c0, down));
-    x1 = _mm256_add_epi16(_mm256_sub_epi16(x1, _mm256_cmpeq_epi16(c1, up)), _mm256_cmpeq_epi16(c1, down));
-    _mm256_storeu_si256(m, x0);
-    _mm256_storeu_si256(m + 1, x1);
+    word_avx2(master + 32 * w, cw);
     if (kClear) std::memset(codes + 8 * w, 0, 8);
+  }
+}
+
+__attribute__((target("avx2"))) void packed_avx2(uint16_t* master, const uint32_t* bitmap, const uint64_t* packed,
+                                                 int64_t next, int64_t w0, int64_t w1) {
+  for (int64_t i = w0 / 32; 32 * i < w1; ++i) {
+    uint32_t bits = bitmap[i];
+    if (32 * i + 32 > w1) bits &= (1u << (w1 - 32 * i)) - 1u;
+    for (; bits != 0; bits &= bits - 1) word_avx2(master + 32 * (32 * i + __builtin_ctz(bits)), packed[next++]);
   }
 }
 #endif
 
 using WordsFn = void (*)(uint16_t*, uint8_t*, int64_t, int64_t);
+using PackedFn = void (*)(uint16_t*, const uint32_t*, const uint64_t*, int64_t, int64_t, int64_t);
+
+PackedFn packed_of(HostIsa isa) {
+#if defined(__x86_64__)
+  if (isa == HostIsa::Avx2 || isa == HostIsa::Avx512) return packed_avx2;
+#endif
+  (void)isa;
+  return packed_scalar;
+}
 
 WordsFn words_of(HostIsa isa, bool clear) {
 #if defined(__x86_64__)
@@ -134,9 +176,9 @@ void tail(uint16_t* master, int64_t n, uint8_t* bytes, bool clear) {
   }
 }
 
-// Note [Packed codes]: range by range (kPackTileWords words), the range's words expanded into a
-// scratch on the stack (16 KiB, in cache) and walked as dense codes; the tail from its word.
-void apply_packed(const ApplyDeltaArgs& a, WordsFn fn) {
+// Note [Packed codes]: range by range (kPackTileWords words, each range's first packed word from
+// the bitmap's counts), the nonzero words walked straight from the bitmap; the tail from its word.
+void apply_packed(const ApplyDeltaArgs& a, PackedFn fn) {
   static_assert(kPackTileWords == kGrainWords, "one apply range is one packed tile");
   const int64_t W = pack_code_words(a.n), words = a.n / 32;
   const int64_t R = (W + kPackTileWords - 1) / kPackTileWords;
@@ -144,15 +186,15 @@ void apply_packed(const ApplyDeltaArgs& a, WordsFn fn) {
   packed_range_offsets(a.bitmap, a.n, a.packed_count, offsets.data(), "apply_delta_host");
   const auto* packed = reinterpret_cast<const uint64_t*>(a.codes);
   tbb::parallel_for(tbb::blocked_range<int64_t>(0, R, 1), [&](const tbb::blocked_range<int64_t>& r) {
-    alignas(64) uint64_t buf[kPackTileWords];
     for (int64_t b = r.begin(); b < r.end(); ++b) {
-      const int64_t w0 = b * kPackTileWords, w1 = std::min(W, w0 + kPackTileWords);
-      unpack_code_range(a.bitmap, packed, offsets[size_t(b)], w0, w1, buf);
-      auto* codes = reinterpret_cast<uint8_t*>(buf);
-      fn(a.master + 32 * w0, codes, 0, std::min(w1, words) - w0);
-      if (w1 > words) tail(a.master, a.n, codes + 8 * (words - w0), false);
+      const int64_t w0 = b * kPackTileWords, w1 = std::min(words, w0 + kPackTileWords);
+      if (w1 > w0) fn(a.master, a.bitmap, packed, offsets[size_t(b)], w0, w1);
     }
   });
+  if (W > words && ((a.bitmap[words / 32] >> (words % 32)) & 1u)) {  // the last, partial word: packed last
+    uint64_t cw = packed[a.packed_count - 1];
+    tail(a.master, a.n, reinterpret_cast<uint8_t*>(&cw), false);
+  }
 }
 
 }  // namespace
@@ -165,7 +207,7 @@ void apply_delta_host(const ApplyDeltaArgs& a, HostIsa isa) {
   check_apply_delta_args(a, "apply_delta_host");
   const int64_t words = a.n / 32;
   if (a.bitmap != nullptr) {
-    apply_packed(a, words_of(isa, false));
+    apply_packed(a, packed_of(isa));
   } else {
     const WordsFn fn = words_of(isa, !a.keep_codes);
     tbb::parallel_for(tbb::blocked_range<int64_t>(0, words, kGrainWords),

@@ -31,7 +31,8 @@ namespace {
 // in order within a range). Exceptions (code 3) are left to the list (or the recompute). The walk
 // branches per element, and each mispredicted branch also cancels the loads in flight, so master
 // lines would arrive one DRAM latency at a time; the loop therefore prefetches the master line of
-// the changed word kAhead words ahead. Re-packing is skipped where the byte cannot change
+// the changed word kAhead words ahead (now: kAhead nonzero words ahead, from the list of nonzero
+// words that pass (1) of Note [Vector fp8-site apply] makes for both walks). Re-packing is skipped where the byte cannot change
 // (may_requant). Measured on the 2-core dev machine, 79 M elements with 1% changed and 0.16%
 // exceptions (the H200 bench_step's rates): 53 ms byte by byte, 44 ms walking set bits, 25 ms with
 // the prefetch, 18 ms with the may_requant filter and the list prefetch; the bf16 apply of the
@@ -72,9 +73,9 @@ int scale_exp(float s) { return int((f32_bits(s) >> 23) & 0xFFu) - 127; }
 // word returns them (AVX2: bits 2j and 2j + 1 for element j; AVX-512: bit j); only they take the
 // scalar re-pack.
 //
-// The walk around the word is branch-light, in three passes over kSub words: (1) the codes, each
-// word's exceptions counted and its index appended to a list of nonzero words without a branch;
-// (2) the vector word on each listed word, prefetching the master line kLiveAhead listed words
+// The walk around the word is branch-light, in three passes over kSub words: (1) the nonzero
+// words listed with their positions (dense codes: appended without a branch; packed codes: from
+// the bitmap's bits, CodeSource); (2) each listed word's exceptions counted, the vector word on it, prefetching the master line kLiveAhead listed words
 // ahead, its candidate mask appended (again without a branch) where nonzero; (3) the scalar
 // re-pack of the candidates. The earlier walk branched on every word (zero or not: 27% nonzero at
 // the step's rates, so about one misprediction in three words) and on every nonzero word's
@@ -162,37 +163,27 @@ __attribute__((target("avx512f,avx512bw"))) inline uint64_t word_avx512(uint16_t
   return uint64_t(uint32_t(changed | small));
 }
 
-// Passes (1) and (2) of Note [Vector fp8-site apply] over code words [w0, w1) (at most kSub; word w
-// at codes + 8 (w - wb), CodesAt): the
-// nonzero words listed in live (their number in *nl), their code-3 lanes added to *exc, then the
-// vector word on each listed word, prefetching kLiveAhead listed words ahead; words with candidates
-// are appended to cand / cmask without a branch. Returns their number. Built for the vector target
-// (popcnt included: the portable build calls libgcc for it), once per pass.
+// Pass (2) of Note [Vector fp8-site apply] over the nl nonzero words that pass (1)
+// (CodeSource::live) listed, word live[j] being lcw[j]: their code-3 lanes added to *exc, the
+// vector word on each, prefetching kLiveAhead listed words ahead; the listed positions j of words
+// with candidates are appended to cand / cmask without a branch. Returns their number. Built for
+// the vector target (popcnt included: the portable build calls libgcc for it), once per pass.
 #define ZOFF_FP8_LIVE_PASS(NAME, TARGET, WORD, MASK)                                                        \
-  __attribute__((target(TARGET))) int NAME(uint16_t* master, const uint8_t* codes, int64_t wb, const uint8_t* q, \
-                                           int64_t w0, int64_t w1,                                           \
-                                           int e_floor, uint32_t* live, int* nl_out, int64_t* exc,           \
+  __attribute__((target(TARGET))) int NAME(uint16_t* master, const uint8_t* q, const uint32_t* live,        \
+                                           const uint64_t* lcw, int nl, int e_floor, int64_t* exc,          \
                                            uint32_t* cand, uint64_t* cmask) {                                \
-    int nl = 0, nc = 0;                                                                                     \
+    int nc = 0;                                                                                             \
     int64_t x = 0;                                                                                          \
-    for (int64_t w = w0; w < w1; ++w) {                                                                     \
-      uint64_t cw;                                                                                          \
-      std::memcpy(&cw, codes + 8 * (w - wb), 8);                                                            \
-      x += __builtin_popcountll(cw & (cw >> 1) & 0x5555555555555555ull);                                    \
-      live[nl] = uint32_t(w);                                                                               \
-      nl += cw != 0;                                                                                        \
-    }                                                                                                       \
     for (int j = 0; j < nl; ++j) {                                                                          \
       if (j + kLiveAhead < nl) __builtin_prefetch(master + 32 * int64_t(live[j + kLiveAhead]), 1);          \
-      uint64_t cw;                                                                                          \
-      std::memcpy(&cw, codes + 8 * (int64_t(live[j]) - wb), 8);                                             \
+      const uint64_t cw = lcw[j];                                                                           \
+      x += __builtin_popcountll(cw & (cw >> 1) & 0x5555555555555555ull);                                    \
       const uint64_t mm = WORD(master + 32 * int64_t(live[j]), cw, e_floor) & (MASK);                      \
       __builtin_prefetch(q + (mm != 0 ? 32 * int64_t(live[j]) : 0), 1); /* the re-pack's fp8 line */       \
-      cand[nc] = live[j];                                                                                   \
+      cand[nc] = uint32_t(j);                                                                               \
       cmask[nc] = mm;                                                                                       \
       nc += mm != 0;                                                                                        \
     }                                                                                                       \
-    *nl_out = nl;                                                                                           \
     *exc += x;                                                                                              \
     return nc;                                                                                              \
   }
@@ -211,15 +202,37 @@ struct WordAvx512 {
 };
 #endif
 
-// Where a walk reads code word w: p + 8 (w - wb). Dense codes: the block's codes from word 0;
-// packed codes (Note [Packed codes]): one range's words, expanded into a scratch.
-struct CodesAt {
-  const uint8_t* p;
-  int64_t wb;
-  uint64_t word(int64_t w) const {
-    uint64_t cw;
-    std::memcpy(&cw, p + 8 * (w - wb), 8);
-    return cw;
+// Pass (1) of Note [Vector fp8-site apply] (and the portable walk's): the nonzero code words of
+// [w0, w1) (at most kSub words) listed in order, positions in live and words in lcw; returns their
+// number. Dense codes (word w at dense + 8 w): every word read, listed without a branch. Packed
+// codes (Note [Packed codes]; w0 a multiple of 32): the set bits of the bitmap, the words taken
+// in order from packed[next], so zero words cost a bit and no scratch is needed.
+struct CodeSource {
+  const uint8_t* dense = nullptr;
+  const uint32_t* bitmap = nullptr;
+  const uint64_t* packed = nullptr;
+  int64_t next = 0;
+  int live(int64_t w0, int64_t w1, uint32_t* live, uint64_t* lcw) {
+    int nl = 0;
+    if (bitmap == nullptr) {
+      for (int64_t w = w0; w < w1; ++w) {
+        uint64_t cw;
+        std::memcpy(&cw, dense + 8 * w, 8);
+        live[nl] = uint32_t(w);
+        lcw[nl] = cw;
+        nl += cw != 0;
+      }
+      return nl;
+    }
+    for (int64_t i = w0 / 32; 32 * i < w1; ++i) {
+      uint32_t bits = bitmap[i];
+      if (32 * i + 32 > w1) bits &= (1u << (w1 - 32 * i)) - 1u;
+      for (; bits != 0; bits &= bits - 1) {
+        live[nl] = uint32_t(32 * i + __builtin_ctz(bits));
+        lcw[nl++] = packed[next++];
+      }
+    }
+    return nl;
   }
 };
 
@@ -269,13 +282,6 @@ struct Applier {
 
   static int64_t exceptions_in(uint64_t cw) { return __builtin_popcountll(cw & (cw >> 1) & 0x5555555555555555ull); }
 
-  // Note [Host fp8-site apply]: the master line of the changed word kAhead words ahead. Forced
-  // inline: as a call, the portable word loop ran 1.7x slower here (21 against 36 ms, dev machine).
-  __attribute__((always_inline)) void prefetch_ahead(const CodesAt& codes, int64_t w, int64_t w1) const {
-    if (w + kAhead >= w1) return;
-    if (codes.word(w + kAhead) != 0) __builtin_prefetch(a.master + 32 * (w + kAhead), 1);
-  }
-
   // One changed element i with code c (1 up, 2 down, 3 exception); returns 1 if recomputed.
   int element(RowCursor& rc, int64_t& p, int64_t i, uint32_t c, bool recompute_exc) {
     const uint16_t old = a.master[i];
@@ -291,19 +297,26 @@ struct Applier {
   }
 
   // Code words [w0, w1) (32 elements each, inside the block); returns the exceptions recomputed.
-  // A nonzero word is walked by its set bits, so only changed elements cost anything.
-  int64_t words(const CodesAt& codes, int64_t w0, int64_t w1, bool recompute_exc) {
+  // A nonzero word is walked by its set bits, so only changed elements cost anything; the master
+  // line of the nonzero word kAhead listed words ahead is prefetched (Note [Host fp8-site apply]).
+  int64_t words(CodeSource& src, int64_t w0, int64_t w1, bool recompute_exc) {
     RowCursor rc{a.copy};
     int64_t p = -1, recomputed = 0, exc = 0;
-    for (int64_t w = w0; w < w1; ++w) {
-      uint64_t cw = codes.word(w);
-      exc += exceptions_in(cw);
-      prefetch_ahead(codes, w, w1);
-      while (cw != 0) {
-        const int e = __builtin_ctzll(cw) >> 1;
-        const uint32_t c = uint32_t(cw >> (2 * e)) & 3u;
-        cw &= ~(uint64_t(3) << (2 * e));
-        recomputed += element(rc, p, 32 * w + e, c, recompute_exc);
+    uint32_t live[kSub];
+    uint64_t lcw[kSub];
+    for (int64_t s = w0; s < w1; s += kSub) {
+      const int nl = src.live(s, std::min<int64_t>(w1, s + kSub), live, lcw);
+      for (int j = 0; j < nl; ++j) {
+        if (j + kAhead < nl) __builtin_prefetch(a.master + 32 * int64_t(live[j + kAhead]), 1);
+        uint64_t cw = lcw[j];
+        const int64_t w = live[j];
+        exc += exceptions_in(cw);
+        while (cw != 0) {
+          const int e = __builtin_ctzll(cw) >> 1;
+          const uint32_t c = uint32_t(cw >> (2 * e)) & 3u;
+          cw &= ~(uint64_t(3) << (2 * e));
+          recomputed += element(rc, p, 32 * w + e, c, recompute_exc);
+        }
       }
     }
     exc_seen += exc;
@@ -314,19 +327,17 @@ struct Applier {
   // left to the list or, when recomputing, walked after the vector update of their pass.
 #if defined(__x86_64__)
   template <class Word>
-  int64_t walk(const CodesAt& codes, int64_t w0, int64_t w1, bool recompute_exc) {
+  int64_t walk(CodeSource& src, int64_t w0, int64_t w1, bool recompute_exc) {
     RowCursor rc{a.copy};
     int64_t p = -1, recomputed = 0, exc = 0;
     uint32_t live[kSub], cand[kSub];
-    uint64_t cmask[kSub];
+    uint64_t lcw[kSub], cmask[kSub];
     for (int64_t s = w0; s < w1; s += kSub) {
-      const int64_t e = std::min<int64_t>(w1, s + kSub);
-      int nl = 0;
-      const int nc = Word::pass(a.master, codes.p, codes.wb, a.copy.q, s, e, e_floor, live, &nl, &exc, cand,
-                                cmask);  // (1), (2)
+      const int nl = src.live(s, std::min<int64_t>(w1, s + kSub), live, lcw);               // (1)
+      const int nc = Word::pass(a.master, a.copy.q, live, lcw, nl, e_floor, &exc, cand, cmask);  // (2)
       for (int k = 0; k < nc; ++k) {  // (3) the re-pack of the candidates
-        const int64_t w = cand[k];
-        const uint64_t cw = codes.word(w);
+        const int64_t w = live[cand[k]];
+        const uint64_t cw = lcw[cand[k]];
         const uint16_t* m = a.master + 32 * w;
         for (uint64_t mm = cmask[k]; mm != 0; mm &= mm - 1) {
           const int j = __builtin_ctzll(mm) >> Word::kShift;
@@ -337,7 +348,7 @@ struct Applier {
       }
       if (recompute_exc) {
         for (int j = 0; j < nl; ++j) {
-          const uint64_t cw = codes.word(int64_t(live[j]));
+          const uint64_t cw = lcw[j];
           for (uint64_t x = cw & (cw >> 1) & 0x5555555555555555ull; x != 0; x &= x - 1)  // code-3 lanes
             recomputed += element(rc, p, 32 * int64_t(live[j]) + (__builtin_ctzll(x) >> 1), 3u, true);
         }
@@ -522,29 +533,26 @@ ApplyFp8Result apply_fp8_delta_host(const ApplyFp8DeltaArgs& a) {
   if (by_range) bucket_list(a, nb, lb);
   std::atomic<int64_t> recomputed{0};
   const Fp8WordPath path = fp8_word_path(a.path);
-  // Note [Packed codes] (kernels/delta.h): each range's words expanded into a scratch in cache.
+  // Note [Packed codes] (kernels/delta.h): each range finds its first packed word from the bitmap.
   static_assert(kPackTileWords == kGrainWords, "one apply range is one packed tile");
+  static_assert(kSub % 32 == 0, "a packed pass (1) starts on a bitmap word");
   const auto* packed = reinterpret_cast<const uint64_t*>(a.codes);
   if (a.bitmap != nullptr) {
     lb.packed.resize(size_t(pack_code_words(a.n) + kGrainWords - 1) / kGrainWords + 1);
     packed_range_offsets(a.bitmap, a.n, a.packed_count, lb.packed.data(), "apply_fp8_delta");
   }
   tbb::parallel_for(tbb::blocked_range<int64_t>(0, nb, 1), [&](const tbb::blocked_range<int64_t>& r) {
-    alignas(64) uint64_t buf[kGrainWords];  // packed codes: the range's words (16 KiB)
     for (int64_t b = r.begin(); b < r.end(); ++b) {
       const int64_t w0 = b * kGrainWords, w1 = std::min(nwords, w0 + kGrainWords);
-      CodesAt codes{a.codes, 0};
-      if (a.bitmap != nullptr) {
-        unpack_code_range(a.bitmap, packed, lb.packed[size_t(b)], w0, w1, buf);
-        codes = CodesAt{reinterpret_cast<const uint8_t*>(buf), w0};
-      }
+      CodeSource src{a.codes, nullptr, nullptr, 0};
+      if (a.bitmap != nullptr) src = CodeSource{nullptr, a.bitmap, packed, lb.packed[size_t(b)]};
       int64_t n = 0;
 #if defined(__x86_64__)
-      if (path == Fp8WordPath::Avx512) n = ap.walk<WordAvx512>(codes, w0, w1, recompute);
-      else if (path == Fp8WordPath::Avx2) n = ap.walk<WordAvx2>(codes, w0, w1, recompute);
+      if (path == Fp8WordPath::Avx512) n = ap.walk<WordAvx512>(src, w0, w1, recompute);
+      else if (path == Fp8WordPath::Avx2) n = ap.walk<WordAvx2>(src, w0, w1, recompute);
       else
 #endif
-        n = ap.words(codes, w0, w1, recompute);
+        n = ap.words(src, w0, w1, recompute);
       if (n) recomputed += n;
       if (by_range) ap.entries(lb.order.data(), lb.start[size_t(b)], lb.start[size_t(b) + 1]);
     }

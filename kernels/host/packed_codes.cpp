@@ -1,6 +1,5 @@
-// Host side of Note [Packed codes] (kernels/delta.h): where each word range's packed words start, and expanding a range.
+// Host side of Note [Packed codes] (kernels/delta.h): where each word range's packed words start.
 #include <algorithm>
-#include <cstring>
 
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
@@ -27,16 +26,6 @@ void packed_range_offsets(const uint32_t* bitmap, int64_t n, int64_t packed_coun
              W, " of a block of ", n, " elements");
   ZOFF_CHECK(offsets[R] == packed_count, fn, ": the packed codes' bitmap marks ", offsets[R], " words but the device packed ",
              packed_count, " (codes and bitmap do not belong together)");
-}
-
-void unpack_code_range(const uint32_t* bitmap, const uint64_t* packed, int64_t first, int64_t w0, int64_t w1,
-                       uint64_t* out) {
-  std::memset(out, 0, size_t(8 * (w1 - w0)));
-  for (int64_t i = w0 / 32; 32 * i < w1; ++i) {
-    uint32_t bits = bitmap[i];
-    if (32 * i + 32 > w1) bits &= (1u << (w1 - 32 * i)) - 1u;
-    for (; bits != 0; bits &= bits - 1) out[32 * i + __builtin_ctz(bits) - w0] = packed[first++];
-  }
 }
 
 }  // namespace zoff::k
