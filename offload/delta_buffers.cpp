@@ -27,8 +27,8 @@ DeltaBuffers::DeltaBuffers(StreamDevice& dev, BlockStore& store, const std::vect
              "delta write-back needs 16-bit masters that travel as they are stored, or exponent-exact fp8 copies");
   if (fp8_) recipes_.resize(size_t(store.num_blocks()));
   static const char* const kCodeModes[] = {"staged", "mapped", "packed", nullptr};
-  // fp8 site: packed by default (Note [Packed codes]: 3-8% faster at 13B and 30B, session 13).
-  const int code_mode = env_choice("ZOFF_DELTA_CODES", kCodeModes, fp8_ ? 2 : 0);
+  // Packed by default (Note [Packed codes]; measured faster at both sites, docs/results.md sessions 13-14).
+  const int code_mode = env_choice("ZOFF_DELTA_CODES", kCodeModes, 2);
   staged_ = code_mode != 1;
   packed_ = code_mode == 2;
   const size_t es = size_t(entry_bytes());

@@ -25,13 +25,13 @@ namespace zoff {
 //  - two device counters per slot, exceptions and code bytes stored (zeroed by prepare_slot
 //    before the block's update, read by the Offload op's 16-byte D2H into the block's pinned
 //    host count words).
-// Where the kernel writes the codes (Note [Staged codes]): staged (the bf16 site's default)
+// Where the kernel writes the codes (Note [Staged codes]): staged (ZOFF_DELTA_CODES=staged)
 // into a device buffer per slot, which the Offload op copies to the block's host codes before
 // the count; mapped (environment ZOFF_DELTA_CODES=mapped, a tuning knob like ZOFF_HOST_ISA)
 // straight into the host codes over PCIe, with sparse_lanes kSparseLanes (Note [Sparse code
-// stores]) unless ZOFF_DELTA_SPARSE_LANES says otherwise; or packed (the fp8 site's default,
-// ZOFF_DELTA_CODES=packed, Note [Packed codes] in kernels/delta.h; fp8 steps 3-8% faster,
-// docs/results.md session 13): staged, then the Offload op packs them straight into the block's
+// stores]) unless ZOFF_DELTA_SPARSE_LANES says otherwise; or packed (the default,
+// Note [Packed codes] in kernels/delta.h; fp8 steps 3-8% faster, bf16 ones ~1%, docs/results.md
+// sessions 13 and 14): staged, then the Offload op packs them straight into the block's
 // host codes (the nonzero words in order) and its host bitmap, the packed word count in the
 // slot's second counter; the host codes then hold 8 ceil(n / 32) bytes and the bitmap
 // ceil(n / 1024) words, and a slot has pack_codes_scratch_words of device scratch.

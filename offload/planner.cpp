@@ -155,11 +155,11 @@ PlanReport plan_offload(const PlannerInput& in, const OffloadPolicy& p) {
     r.h2d_bytes_per_step += transfer[size_t(b)];
     // Note [Delta write-back]: 2-bit codes (a quarter byte per element, one DMA copy, Note
     // [Staged codes]) plus the exception list, ~1% of the elements at 8 bytes each at MeZO's
-    // learning rates (docs/results.md). The fp8 site packs its codes by default (Note [Packed
-    // codes]): ~31% of the code words nonzero at those rates, 0.08 B per element, plus the
-    // bitmap and ~0.15% exceptions at 16 bytes: ~0.11 B.
+    // learning rates (docs/results.md). The codes are packed by default (Note [Packed codes]):
+    // ~31% of the code words nonzero at those rates, 0.08 B per element, plus the bitmap; the
+    // fp8 site's ~0.15% exceptions at 16 bytes: ~0.11 B; bf16: ~0.17 B.
     if (p.update_site == UpdateSite::Gpu)
-      r.d2h_bytes_per_step += uses_delta_write_back(p) ? in.blocks[size_t(b)].numel * (fp8_gpu_site(p) ? 11 : 33) / 100
+      r.d2h_bytes_per_step += uses_delta_write_back(p) ? in.blocks[size_t(b)].numel * (fp8_gpu_site(p) ? 11 : 17) / 100
                                                        : storage[size_t(b)];
   }
   const double h2d_s = double(r.h2d_bytes_per_step) / (in.h2d_gbps * 1e9);

@@ -68,9 +68,9 @@ TEST(GpuTrain, OffloadedEqualsResidentOnCuda) {
   }
 }
 
-// The bf16 delta write-back on CUDA (Note [Delta write-back]) with the codes staged (default) and
-// packed on the device (Note [Packed codes], ZOFF_DELTA_CODES=packed): the same bits as the
-// resident bf16 run, with the list whole and overflowing.
+// The bf16 delta write-back on CUDA (Note [Delta write-back]) with the codes staged
+// (ZOFF_DELTA_CODES=staged) and packed on the device (the default, Note [Packed codes]): the same
+// bits as the resident bf16 run, with the list whole and overflowing.
 TEST(GpuTrain, Bf16DeltaPackedCodesEqualResident) {
   RunConfig base = gpu_config(OptimizerKind::MeZO);
   base.policy.storage_dtype = DType::BF16;
@@ -87,7 +87,7 @@ TEST(GpuTrain, Bf16DeltaPackedCodesEqualResident) {
       c.policy.update_site = UpdateSite::Gpu;
       c.policy.write_back = WriteBack::Delta;
       c.policy.delta_list_divisor = divisor;
-      if (packed) setenv("ZOFF_DELTA_CODES", "packed", 1);
+      if (!packed) setenv("ZOFF_DELTA_CODES", "staged", 1);
       const auto w = run(c, 5);
       unsetenv("ZOFF_DELTA_CODES");
       for (size_t g = 0; g < w.size(); ++g)
@@ -128,7 +128,7 @@ TEST(GpuTrain, Fp8GpuSiteMastersReplayExactly) {
   for (OptimizerKind kind : {OptimizerKind::MeZO, OptimizerKind::FZOO})
     for (int K : {2, 3})
       for (int64_t divisor : {int64_t(64), int64_t(1) << 20}) {
-        // Note [Packed codes]: the K = 3 runs pack the codes on the device (the fp8 default), the
+        // Note [Packed codes]: the K = 3 runs pack the codes on the device (the default), the
         // K = 2 runs keep them staged (ZOFF_DELTA_CODES=staged) so that both stay GPU-tested.
         if (K == 3) unsetenv("ZOFF_DELTA_CODES");
         else setenv("ZOFF_DELTA_CODES", "staged", 1);

@@ -129,20 +129,22 @@ void expect_knob_rejected(const char* name, const char* bad) {
   }
 }
 
-// Note [Staged codes]: the codes staged in device memory (default), stored straight into the
-// mapped host codes (ZOFF_DELTA_CODES=mapped, sparse stores) or packed (=packed) leave the same bits.
+// Note [Staged codes]: the codes staged in device memory (ZOFF_DELTA_CODES=staged), stored straight
+// into the mapped host codes (=mapped, sparse stores) or packed (the default) leave the same bits.
 TEST(DeltaWriteBack, MappedAndStagedCodesAgree) {
   const Result ref = run(bf16_config(OptimizerKind::MeZO, 1e-3), 5);
-  const Result staged = run(streamed(bf16_config(OptimizerKind::MeZO, 1e-3), WriteBack::Delta, 2), 5);
-  expect_identical(staged, ref, "staged codes");
+  {
+    const EnvKnob knob("ZOFF_DELTA_CODES", "staged");
+    const Result staged = run(streamed(bf16_config(OptimizerKind::MeZO, 1e-3), WriteBack::Delta, 2), 5);
+    expect_identical(staged, ref, "staged codes");
+  }
   {
     const EnvKnob knob("ZOFF_DELTA_CODES", "mapped");
     const Result mapped = run(streamed(bf16_config(OptimizerKind::MeZO, 1e-3), WriteBack::Delta, 3), 5);
     expect_identical(mapped, ref, "mapped codes");
     EXPECT_GT(total_exceptions(mapped), 0);
   }
-  {  // Note [Packed codes] (kernels/delta.h)
-    const EnvKnob knob("ZOFF_DELTA_CODES", "packed");
+  {  // Note [Packed codes] (kernels/delta.h): the default
     const Result packed = run(streamed(bf16_config(OptimizerKind::MeZO, 1e-3), WriteBack::Delta, 3), 5);
     expect_identical(packed, ref, "packed codes");
     EXPECT_GT(total_exceptions(packed), 0);

@@ -99,7 +99,7 @@ TEST(Fp8GpuSite, PackedCodesLeaveTheSameBits) {
     for (int64_t divisor : {int64_t(64), int64_t(1) << 20}) {
       const std::string what = "lr " + std::to_string(lr) + " divisor " + std::to_string(divisor);
       auto run = [&](bool packed, int64_t* code_bytes) {
-        setenv("ZOFF_DELTA_CODES", packed ? "packed" : "staged", 1);  // packed is the fp8 default
+        setenv("ZOFF_DELTA_CODES", packed ? "packed" : "staged", 1);  // packed is the default
         RunConfig c = fp8_config(OptimizerKind::MeZO, lr);
         c.policy.delta_list_divisor = divisor;
         std::vector<at::Tensor> w;
