@@ -31,16 +31,16 @@ namespace {
 // in order within a range). Exceptions (code 3) are left to the list (or the recompute). The walk
 // branches per element, and each mispredicted branch also cancels the loads in flight, so master
 // lines would arrive one DRAM latency at a time; the loop therefore prefetches the master line of
-// the changed word kAhead words ahead (now: kAhead nonzero words ahead, from the list of nonzero
-// words that pass (1) of Note [Vector fp8-site apply] makes for both walks). Re-packing is skipped where the byte cannot change
-// (may_requant). Measured on the 2-core dev machine, 79 M elements with 1% changed and 0.16%
-// exceptions (the H200 bench_step's rates): 53 ms byte by byte, 44 ms walking set bits, 25 ms with
-// the prefetch, 18 ms with the may_requant filter and the list prefetch; the bf16 apply of the
-// same codes takes 9-10 ms.
+// the changed word kLiveAhead nonzero words ahead (from the list of nonzero words that pass (1) of
+// Note [Vector fp8-site apply] makes for both walks; at first, kAhead words ahead). Re-packing is
+// skipped where the byte cannot change (may_requant). Measured on the 2-core dev machine, 79 M
+// elements with 1% changed and 0.16% exceptions (the H200 bench_step's rates): 53 ms byte by byte,
+// 44 ms walking set bits, 25 ms with the prefetch, 18 ms with the may_requant filter and the list
+// prefetch; the bf16 apply of the same codes takes 9-10 ms.
 constexpr int64_t kGrainWords = 2048;
-constexpr int64_t kAhead = 16;  // code words (of 32 elements, one master line each) to prefetch ahead
+constexpr int64_t kAhead = 16;  // list entries to prefetch ahead
 constexpr int kSub = 256;       // words per compaction pass of the vector walk (Note [Vector fp8-site apply])
-constexpr int kLiveAhead = 16;  // nonzero words whose master line the vector walk prefetches ahead
+constexpr int kLiveAhead = 16;  // nonzero words whose master line the walks prefetch ahead
 
 struct RowCursor {
   const Fp8Copy& c;
@@ -73,17 +73,18 @@ int scale_exp(float s) { return int((f32_bits(s) >> 23) & 0xFFu) - 127; }
 // word returns them (AVX2: bits 2j and 2j + 1 for element j; AVX-512: bit j); only they take the
 // scalar re-pack.
 //
-// The walk around the word is branch-light, in three passes over kSub words: (1) the nonzero
-// words listed with their positions (dense codes: appended without a branch; packed codes: from
-// the bitmap's bits, CodeSource); (2) each listed word's exceptions counted, the vector word on it, prefetching the master line kLiveAhead listed words
-// ahead, its candidate mask appended (again without a branch) where nonzero; (3) the scalar
-// re-pack of the candidates. The earlier walk branched on every word (zero or not: 27% nonzero at
-// the step's rates, so about one misprediction in three words) and on every nonzero word's
-// candidates (1 in 5 nonzero), each misprediction also cancelling the master loads in flight; on
-// the H200 host (Xeon, 2.1 GHz) it ran at 2.3 Gelem/s a core where the bf16 apply ran at 5.7.
-// With this walk and the AVX-512 word: 3.26 Gelem/s on one core, 30.2 on 16 (bf16: 5.13 / 39.4;
-// one OPT-13B block; docs/results.md session 10, call 2), and the 13B step went from 0.51-0.58 to
-// 0.41-0.42 s. Without the master prefetch it loses a third (26.0 Gelem/s, call 3).
+// The walk around the word is branch-light, in three passes over kSub words: (1) the nonzero words
+// listed with their positions (dense codes: appended without a branch; packed codes: from the
+// bitmap's bits, CodeSource); (2) each listed word's exceptions counted, the vector word on it,
+// prefetching the master line kLiveAhead listed words ahead, its candidate mask appended (again
+// without a branch) where nonzero; (3) the scalar re-pack of the candidates. The earlier walk
+// branched on every word (zero or not: 27% nonzero at the step's rates, so about one misprediction
+// in three words) and on every nonzero word's candidates (1 in 5 nonzero), each misprediction also
+// cancelling the master loads in flight; on the H200 host (Xeon, 2.1 GHz) it ran at 2.3 Gelem/s a
+// core where the bf16 apply ran at 5.7. With this walk and the AVX-512 word: 3.26 Gelem/s on one
+// core, 30.2 on 16 (bf16: 5.13 / 39.4; one OPT-13B block; docs/results.md session 10, call 2), and
+// the 13B step went from 0.51-0.58 to 0.41-0.42 s. Without the master prefetch it loses a third
+// (26.0 Gelem/s, call 3).
 // fp8_m3 (below) for 16 AVX2 lanes.
 __attribute__((target("avx2"))) inline __m256i fp8_m3_avx2(__m256i v) {
   const __m256i seven = _mm256_set1_epi16(7);
@@ -298,7 +299,7 @@ struct Applier {
 
   // Code words [w0, w1) (32 elements each, inside the block); returns the exceptions recomputed.
   // A nonzero word is walked by its set bits, so only changed elements cost anything; the master
-  // line of the nonzero word kAhead listed words ahead is prefetched (Note [Host fp8-site apply]).
+  // line of the nonzero word kLiveAhead listed words ahead is prefetched (Note [Host fp8-site apply]).
   int64_t words(CodeSource& src, int64_t w0, int64_t w1, bool recompute_exc) {
     RowCursor rc{a.copy};
     int64_t p = -1, recomputed = 0, exc = 0;
@@ -307,7 +308,7 @@ struct Applier {
     for (int64_t s = w0; s < w1; s += kSub) {
       const int nl = src.live(s, std::min<int64_t>(w1, s + kSub), live, lcw);
       for (int j = 0; j < nl; ++j) {
-        if (j + kAhead < nl) __builtin_prefetch(a.master + 32 * int64_t(live[j + kAhead]), 1);
+        if (j + kLiveAhead < nl) __builtin_prefetch(a.master + 32 * int64_t(live[j + kLiveAhead]), 1);
         uint64_t cw = lcw[j];
         const int64_t w = live[j];
         exc += exceptions_in(cw);
