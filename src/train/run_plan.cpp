@@ -111,11 +111,12 @@ PlannerInput planner_input(const Model& m, const RunConfig& cfg) {
   // results.md session 11, with Note [Applies across passes], so the step is the larger of device
   // and host): OPT-13B's step took 0.363-0.388 s host-bound for 12.6 G streamed elements and
   // OPT-30B's 0.870-0.964 s for 29.6 G, ~0.49 core-ns per element (session 10, applies joined at
-  // each pass's end: 0.53; session 9's walk: 0.75); it does not depend on the optimizer's terms
-  // (the device draws z).
+  // each pass's end: 0.53; session 9's walk: 0.75). With packed codes (Note [Packed codes],
+  // session 14, call 3) OPT-30B's host-bound step took 0.804-0.809 s: ~0.435 core-ns. It does not
+  // depend on the optimizer's terms (the device draws z).
   if (fp8_gpu_site(pol)) {
     in.host_cores = int(std::max(1u, std::thread::hardware_concurrency()));
-    in.host_update_ns = 0.49;
+    in.host_update_ns = 0.435;
   }
   double per_token = 0;
   for (int l = 0; l < m.num_layers(); ++l) per_token += 2.0 * double(m.group(m.layer_group(l)).numel);
