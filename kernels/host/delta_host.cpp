@@ -84,20 +84,16 @@ void words_scalar(uint16_t* master, uint8_t* codes, int64_t w0, int64_t w1) {
 }
 
 // Note [Packed codes]: the nonzero words of [w0, w1) (w0 a multiple of 32) straight from the
-// bitmap, packed[next] being the first; no scratch, and zero words cost a bitmap bit.
-template <class Word>
-inline void packed_words(uint16_t* master, const uint32_t* bitmap, const uint64_t* packed, int64_t next, int64_t w0,
-                         int64_t w1, Word word) {
+// bitmap, packed[next] being the first; no scratch, and zero words cost a bitmap bit. packed_avx2
+// repeats this loop: its word must inline into a target("avx2") function, which a shared
+// baseline template taking the word as a callable cannot do.
+void packed_scalar(uint16_t* master, const uint32_t* bitmap, const uint64_t* packed, int64_t next, int64_t w0,
+                   int64_t w1) {
   for (int64_t i = w0 / 32; 32 * i < w1; ++i) {
     uint32_t bits = bitmap[i];
     if (32 * i + 32 > w1) bits &= (1u << (w1 - 32 * i)) - 1u;
-    for (; bits != 0; bits &= bits - 1) word(master + 32 * (32 * i + __builtin_ctz(bits)), packed[next++]);
+    for (; bits != 0; bits &= bits - 1) word_scalar(master + 32 * (32 * i + __builtin_ctz(bits)), packed[next++]);
   }
-}
-
-void packed_scalar(uint16_t* master, const uint32_t* bitmap, const uint64_t* packed, int64_t next, int64_t w0,
-                   int64_t w1) {
-  packed_words(master, bitmap, packed, next, w0, w1, word_scalar);
 }
 
 #if defined(__x86_64__)
