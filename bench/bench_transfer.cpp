@@ -160,8 +160,13 @@ void bm_spread(benchmark::State& st) {
 // threads made meanwhile. Question it answers: does host memory traffic slow the DMA reads?
 // Measured on the H200 host (session 8, docs/results.md): yes, steeply past ~50 GB/s of host
 // traffic (H2D 55.2 / 54.9 / 52.7 / 45.5 GB/s at 2 / 4 / 8 / 15 threads).
+// split:S cuts each 1 GiB copy into S pieces on S streams, forked from and joined back to the
+// upload stream by events (what ZOFF_UPLOAD_SPLIT does to the step's uploads, Note [Split
+// uploads] in offload/cuda/cuda_stream_device.cpp): does a loaded host's DMA rate recover when
+// more read requests are in flight at once?
 void bm_loaded(benchmark::State& st) {
   const int nthreads = int(st.range(0));
+  const int split = int(st.range(1));
   const size_t piece = size_t(1) << 30, load_bytes = size_t(4) << 30;
   const int copies = 8;
   try {
@@ -170,6 +175,10 @@ void bm_loaded(benchmark::State& st) {
     std::vector<uint64_t> load(nthreads > 0 ? load_bytes / 8 : 0, 1);
     Stream up;
     Event a, b;
+    std::vector<Stream> helpers(size_t(split - 1));
+    std::vector<Event> joins(size_t(split - 1));
+    Event fork;
+    const size_t part = (piece / size_t(split) + (size_t(2) << 20) - 1) / (size_t(2) << 20) * (size_t(2) << 20);
     double h2d_s = 0, host_bytes = 0, host_s = 0;
     for (auto _ : st) {
       std::atomic<bool> stop{false};
@@ -189,8 +198,20 @@ void bm_loaded(benchmark::State& st) {
       const auto t0 = std::chrono::steady_clock::now();
       const int64_t w0 = words.load();
       ZOFF_CUDA_OK(cudaEventRecord(a.get(), up.get()));
-      for (int c = 0; c < copies; ++c)
-        ZOFF_CUDA_OK(cudaMemcpyAsync(dst.get(), src.get(), piece, cudaMemcpyHostToDevice, up.get()));
+      for (int c = 0; c < copies; ++c) {
+        ZOFF_CUDA_OK(cudaEventRecord(fork.get(), up.get()));
+        for (int h = 1; h < split; ++h) {  // pieces 1.. on the helpers, piece 0 on `up`
+          const size_t off = std::min(piece, part * size_t(h)), len = std::min(piece, off + part) - off;
+          cudaStream_t hs = helpers[size_t(h - 1)].get();
+          ZOFF_CUDA_OK(cudaStreamWaitEvent(hs, fork.get(), 0));
+          if (len > 0)
+            ZOFF_CUDA_OK(cudaMemcpyAsync(static_cast<char*>(dst.get()) + off, static_cast<const char*>(src.get()) + off,
+                                         len, cudaMemcpyHostToDevice, hs));
+          ZOFF_CUDA_OK(cudaEventRecord(joins[size_t(h - 1)].get(), hs));
+        }
+        ZOFF_CUDA_OK(cudaMemcpyAsync(dst.get(), src.get(), std::min(piece, part), cudaMemcpyHostToDevice, up.get()));
+        for (Event& j : joins) ZOFF_CUDA_OK(cudaStreamWaitEvent(up.get(), j.get(), 0));
+      }
       ZOFF_CUDA_OK(cudaEventRecord(b.get(), up.get()));
       ZOFF_CUDA_OK(cudaEventSynchronize(b.get()));
       const int64_t done = words.load() - w0;
@@ -279,12 +300,8 @@ void bm_apply(benchmark::State& st) {
 
 void register_all() {
   benchmark::RegisterBenchmark("transfer/h2d/loaded", bm_loaded)
-      ->ArgName("threads")
-      ->Arg(0)
-      ->Arg(2)
-      ->Arg(4)
-      ->Arg(8)
-      ->Arg(15)
+      ->ArgNames({"threads", "split"})
+      ->ArgsProduct({{0, 2, 4, 8, 15}, {1, 2, 4}})
       ->Iterations(3)
       ->UseManualTime()
       ->Unit(benchmark::kMillisecond);
