@@ -161,9 +161,11 @@ void bm_spread(benchmark::State& st) {
 // Measured on the H200 host (session 8, docs/results.md): yes, steeply past ~50 GB/s of host
 // traffic (H2D 55.2 / 54.9 / 52.7 / 45.5 GB/s at 2 / 4 / 8 / 15 threads).
 // split:S cuts each 1 GiB copy into S pieces on S streams, forked from and joined back to the
-// upload stream by events (what ZOFF_UPLOAD_SPLIT does to the step's uploads, Note [Split
-// uploads] in offload/cuda/cuda_stream_device.cpp): does a loaded host's DMA rate recover when
-// more read requests are in flight at once?
+// upload stream by events: does a loaded host's DMA rate recover when more read requests are in
+// flight at once (if one copy were bound by the loaded memory's latency, it would)? Measured on
+// the H200 host (session 15, docs/results.md): no, 15 threads 41.6 / 39.7 / 43.2 GB/s at split
+// 1 / 2 / 4, and the 13B step did not move (a ZOFF_UPLOAD_SPLIT knob doing this to the step's
+// uploads was tried and removed): the DMA is short of host memory bandwidth, not of requests.
 void bm_loaded(benchmark::State& st) {
   const int nthreads = int(st.range(0));
   const int split = int(st.range(1));
@@ -178,7 +180,7 @@ void bm_loaded(benchmark::State& st) {
     std::vector<Stream> helpers(size_t(split - 1));
     std::vector<Event> joins(size_t(split - 1));
     Event fork;
-    const size_t part = (piece / size_t(split) + (size_t(2) << 20) - 1) / (size_t(2) << 20) * (size_t(2) << 20);
+    const size_t part = ((piece + size_t(split) - 1) / size_t(split) + (size_t(2) << 20) - 1) / (size_t(2) << 20) * (size_t(2) << 20);
     double h2d_s = 0, host_bytes = 0, host_s = 0;
     for (auto _ : st) {
       std::atomic<bool> stop{false};

@@ -48,11 +48,6 @@ class CudaStreamDevice : public StreamDevice {
   cudaEvent_t timer(TimerId t) const;
   int device_index_;
   cudaStream_t streams_[kNumStreams] = {nullptr, nullptr, nullptr};
-  // Note [Split uploads] (cuda_stream_device.cpp): ZOFF_UPLOAD_SPLIT - 1 helper streams, a fork
-  // event and one join event per helper.
-  std::vector<cudaStream_t> helpers_;
-  std::vector<cudaEvent_t> joins_;
-  cudaEvent_t fork_ = nullptr;
   std::vector<cudaEvent_t> events_;
   std::vector<cudaEvent_t> timers_;
 };

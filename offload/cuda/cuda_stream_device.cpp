@@ -1,13 +1,10 @@
 // CudaStreamDevice: cudaStream_t x3, cudaEvent_t, checked CUDA calls (Note [CUDA streams]).
 #include "offload/cuda_stream_device.h"
 
-#include <algorithm>
-
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime.h>
 
-#include "offload/env_knob.h"
 #include "offload/host_memory.h"
 #include "zoff/error.h"
 #include "zoff/log.h"
@@ -42,27 +39,14 @@ CudaStreamDevice::CudaStreamDevice(int device_index) : device_index_(device_inde
   ZOFF_CHECK(device_index >= 0 && device_index < count, "CUDA device ", device_index,
              " does not exist (", count, " devices)");
   DeviceScope scope(device_index_);
-  const int split = int(env_int("ZOFF_UPLOAD_SPLIT", 1, 8, 1));
   try {
     for (cudaStream_t& s : streams_) {
       ZOFF_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
       note_offload_allocation();
     }
-    if (split > 1) ZOFF_CUDA_CHECK(cudaEventCreateWithFlags(&fork_, cudaEventDisableTiming));
-    for (int h = 1; h < split; ++h) {
-      helpers_.push_back(nullptr);
-      ZOFF_CUDA_CHECK(cudaStreamCreateWithFlags(&helpers_.back(), cudaStreamNonBlocking));
-      joins_.push_back(nullptr);
-      ZOFF_CUDA_CHECK(cudaEventCreateWithFlags(&joins_.back(), cudaEventDisableTiming));
-    }
   } catch (...) {
     for (cudaStream_t s : streams_)
       if (s) (void)cudaStreamDestroy(s);
-    for (cudaStream_t s : helpers_)
-      if (s) (void)cudaStreamDestroy(s);
-    for (cudaEvent_t e : joins_)
-      if (e) (void)cudaEventDestroy(e);
-    if (fork_) (void)cudaEventDestroy(fork_);
     throw;
   }
 }
@@ -79,9 +63,6 @@ CudaStreamDevice::~CudaStreamDevice() {
   }
   for (cudaEvent_t e : events_) (void)cudaEventDestroy(e);
   for (cudaEvent_t e : timers_) (void)cudaEventDestroy(e);
-  for (cudaEvent_t e : joins_) (void)cudaEventDestroy(e);
-  if (fork_) (void)cudaEventDestroy(fork_);
-  for (cudaStream_t s : helpers_) (void)cudaStreamDestroy(s);
   for (cudaStream_t s : streams_)
     if (s) (void)cudaStreamDestroy(s);
   (void)cudaSetDevice(prev);
@@ -119,38 +100,8 @@ TimerId CudaStreamDevice::create_timer() {
   return TimerId(timers_.size() - 1);
 }
 
-// Note [Split uploads]
-// Session 8 (docs/results.md) measured the H2D DMA slowing from ~55 to ~45 GB/s while the host's
-// memory is busy with the delta apply's read-modify-write. One copy keeps a bounded number of read
-// requests in flight, so if the loaded host's longer memory latency is what slows it, more copies at
-// once should win the rate back. With ZOFF_UPLOAD_SPLIT=S (1..8, default 1; a tuning knob like
-// ZOFF_DELTA_CODES) an upload of at least kSplitMin bytes on the Upload stream is cut into S
-// pieces (2 MiB multiples): piece 0 on the Upload stream, the others on S - 1 helper streams that
-// wait for a fork event recorded on it; the Upload stream then waits for each helper's join
-// event, so everything after the copy on the Upload stream (the slot's Loaded event) still
-// follows all of it. Helper work is only ever joined back into the Upload stream, so
-// synchronize_all() covers it.
-constexpr size_t kSplitMin = size_t(16) << 20;
-
 void CudaStreamDevice::copy_h2d(StreamId s, void* dst, const void* src, size_t bytes, int) {
-  if (helpers_.empty() || s != StreamId::Upload || bytes < kSplitMin) {
-    ZOFF_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream(s)));
-    return;
-  }
-  constexpr size_t kAlign = size_t(2) << 20;
-  const size_t pieces = helpers_.size() + 1, part = (bytes / pieces + kAlign - 1) / kAlign * kAlign;
-  cudaStream_t up = stream(s);
-  ZOFF_CUDA_CHECK(cudaEventRecord(fork_, up));
-  for (size_t h = 0; h < helpers_.size(); ++h) {
-    const size_t off = std::min(bytes, part * (h + 1)), len = std::min(bytes, off + part) - off;
-    ZOFF_CUDA_CHECK(cudaStreamWaitEvent(helpers_[h], fork_, 0));
-    if (len > 0)
-      ZOFF_CUDA_CHECK(cudaMemcpyAsync(static_cast<char*>(dst) + off, static_cast<const char*>(src) + off, len,
-                                      cudaMemcpyHostToDevice, helpers_[h]));
-    ZOFF_CUDA_CHECK(cudaEventRecord(joins_[h], helpers_[h]));
-  }
-  ZOFF_CUDA_CHECK(cudaMemcpyAsync(dst, src, std::min(bytes, part), cudaMemcpyHostToDevice, up));
-  for (cudaEvent_t j : joins_) ZOFF_CUDA_CHECK(cudaStreamWaitEvent(up, j, 0));
+  ZOFF_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream(s)));
 }
 
 void CudaStreamDevice::copy_d2h(StreamId s, void* dst, const void* src, size_t bytes, int) {

@@ -5,7 +5,6 @@
 #include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime.h>
 
-#include <cstring>
 #include <future>
 #include <thread>
 
@@ -56,47 +55,6 @@ TEST(OffloadGpu, PinnedStoreGpuSiteIdentity) {
       for (int b = 0; b < B; ++b)
         EXPECT_EQ(test::mismatches(*rig.store, b, float(S)), 0) << "K=" << K << " mode=" << mode << " block " << b;
     }
-}
-
-// Note [Split uploads]: with ZOFF_UPLOAD_SPLIT=S an Upload-stream copy runs as S pieces on helper
-// streams; an event recorded on the Upload stream after it must cover every piece, and each byte
-// must land. Sizes below kSplitMin, not multiples of the 2 MiB piece grain, and with fewer bytes
-// than pieces need; then a Download of the result ordered only by that event.
-TEST(OffloadGpu, SplitUploadsCoverEveryByteBeforeTheEvent) {
-  if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
-  for (const char* split : {"2", "3", "8"}) {
-    setenv("ZOFF_UPLOAD_SPLIT", split, 1);
-    CudaStreamDevice dev(0);
-    unsetenv("ZOFF_UPLOAD_SPLIT");
-    const EventId done = dev.create_event();
-    for (size_t bytes : {size_t(1) << 20, (size_t(16) << 20) + 4, (size_t(37) << 20) + 12, size_t(64) << 20}) {
-      HostBuffer src(bytes, true, "split test source"), back(bytes, true, "split test result");
-      for (size_t i = 0; i < bytes; ++i) static_cast<uint8_t*>(src.data())[i] = uint8_t(i * 2654435761u >> 13);
-      std::memset(back.data(), 0, bytes);
-      at::Tensor dst = at::full({int64_t(bytes)}, 7, at::TensorOptions().dtype(at::kByte).device(at::kCUDA));
-      dev.synchronize_all();
-      dev.copy_h2d(StreamId::Upload, dst.data_ptr(), src.data(), bytes, 0);
-      dev.record(StreamId::Upload, done);
-      dev.wait(StreamId::Offload, done);
-      dev.copy_d2h(StreamId::Offload, back.data(), dst.data_ptr(), bytes, 0);
-      dev.synchronize_all();
-      EXPECT_EQ(std::memcmp(src.data(), back.data(), bytes), 0) << "split " << split << ", " << bytes << " bytes";
-    }
-  }
-}
-
-TEST(OffloadGpu, PinnedStoreIdentityWithSplitUploads) {
-  if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
-  setenv("ZOFF_UPLOAD_SPLIT", "3", 1);
-  CudaStreamDevice dev(0);
-  unsetenv("ZOFF_UPLOAD_SPLIT");
-  const int B = 5, S = 3;
-  // Blocks of 6 Mi fp32 elements (24 MiB): above kSplitMin, so every upload is split.
-  Rig rig(dev, {B, 2, 1, {}, UpdateSite::Gpu}, {DType::F32, TransferFormat::Same, true}, {}, int64_t(6) << 20);
-  test::fill_initial(*rig.store);
-  rig.exec->prepare(rig.plan);
-  for (int s = 0; s < S; ++s) rig.exec->run_step(rig.plan, [](int, at::Tensor buf) { buf.add_(1.0); });
-  for (int b = 0; b < B; ++b) EXPECT_EQ(test::mismatches(*rig.store, b, float(S)), 0) << "block " << b;
 }
 
 TEST(OffloadGpu, CpuSiteUploadsAfterHostUpdate) {
