@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "kernels/cuda_check.cuh"
+#include "kernels/hw_convert.cuh"
 #include "kernels/ref/ew_job.h"
 #include "kernels/ref/scalar.h"
 #include "kernels/zo_kernels.h"
@@ -134,27 +135,6 @@ template <Elem OUT>
 __device__ __forceinline__ void store_scalar(const EwParams& p, int64_t i, uint32_t bits) {
   if constexpr (OUT == Elem::F32) static_cast<uint32_t*>(p.out)[i] = bits;
   else static_cast<uint16_t*>(p.out)[i] = uint16_t(bits);
-}
-
-// Note [Hardware bf16 rounding]
-// f32_to_bf16_bits_rne in integer ops costs ~5 instructions an element; cvt.rn.bf16x2.f32 rounds
-// two at once to nearest even, with the same result for every non-NaN input (subnormals, overflow
-// to infinity included). Only NaN differs (the hardware gives a canonical NaN, the reference keeps
-// the sign and payload, quieted), so a word holding a NaN half, found with packed integer ops
-// ((h & 0x7FFF) > 0x7F80 per half), is redone by the reference: NaN is rare, the check is cheap.
-template <int V>
-__device__ __forceinline__ void bf16_pack_rne(const float (&v)[V], uint32_t (&ow)[V / 2]) {
-  uint32_t nan = 0;
-  ZOFF_UNROLL
-  for (int u = 0; u < V / 2; ++u) {
-    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(ow[u]) : "f"(v[2 * u + 1]), "f"(v[2 * u]));
-    nan |= (ow[u] & 0x7FFF7FFFu) + 0x007F007Fu;
-  }
-  if ((nan & 0x80008000u) != 0) {
-    ZOFF_UNROLL
-    for (int u = 0; u < V / 2; ++u)
-      ow[u] = uint32_t(f32_to_bf16_bits_rne(v[2 * u])) | (uint32_t(f32_to_bf16_bits_rne(v[2 * u + 1])) << 16);
-  }
 }
 
 __device__ __forceinline__ uint32_t pick_word(const Philox4& r, int w) {

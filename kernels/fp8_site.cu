@@ -2,6 +2,7 @@
 #include "kernels/cuda_check.cuh"
 #include "kernels/fast_div.h"
 #include "kernels/fp8_site.h"
+#include "kernels/hw_convert.cuh"
 
 namespace zoff::k {
 namespace {
@@ -70,13 +71,24 @@ __global__ void __launch_bounds__(256, 4) fp8_update_kernel(const __grid_constan
     const int64_t i0 = 8 * c, g0 = p.first + i0;
     const bool full = i0 + 8 <= p.n;
     uint32_t qb[8];
-    if (full) {
-      const uint2 v = __ldcs(reinterpret_cast<const uint2*>(p.q + i0));
+    float qf[8];  // dequant(q) / scale (Note [Hardware e4m3 decode])
+    {
+      uint2 v;
+      if (full) {
+        v = __ldcs(reinterpret_cast<const uint2*>(p.q + i0));
+      } else {
+        v = make_uint2(0u, 0u);
+#pragma unroll
+        for (int j = 0; j < 8; ++j)
+          if (live && i0 + j < p.n) (j < 4 ? v.x : v.y) |= uint32_t(p.q[i0 + j]) << (8 * (j & 3));
+      }
 #pragma unroll
       for (int j = 0; j < 8; ++j) qb[j] = ((j < 4 ? v.x : v.y) >> (8 * (j & 3))) & 0xFFu;
-    } else {
+      float lo[4], hi[4];
+      e4m3x4_to_f32(v.x, lo);
+      e4m3x4_to_f32(v.y, hi);
 #pragma unroll
-      for (int j = 0; j < 8; ++j) qb[j] = live && i0 + j < p.n ? p.q[i0 + j] : 0u;
+      for (int j = 0; j < 4; ++j) qf[j] = lo[j], qf[j + 4] = hi[j];
     }
     float acc[8];
 #pragma unroll
@@ -109,7 +121,7 @@ __global__ void __launch_bounds__(256, 4) fp8_update_kernel(const __grid_constan
         const uint32_t cj = live && (full || i0 + j < p.n) ? fp8_site_code(qb[j], k2, acc[j], r16[j]) : kDeltaSame;
         code |= cj << (2 * j);
         exc |= uint32_t(cj == kDeltaException) << j;
-        wv[j] = add_rn(mul_rn(e4m3_bits_to_f32(uint8_t(qb[j])), scale), acc[j]);
+        wv[j] = add_rn(mul_rn(qf[j], scale), acc[j]);
       }
     } else {
       int64_t row = 0, rem = 0;
@@ -125,7 +137,7 @@ __global__ void __launch_bounds__(256, 4) fp8_update_kernel(const __grid_constan
         const uint32_t cj = in ? fp8_site_code(qb[j], int((f32_bits(scale) >> 23) & 0xFFu) - 127, acc[j], r16[j]) : kDeltaSame;
         code |= cj << (2 * j);
         exc |= uint32_t(cj == kDeltaException) << j;
-        wv[j] = add_rn(mul_rn(e4m3_bits_to_f32(uint8_t(qb[j])), scale), acc[j]);
+        wv[j] = add_rn(mul_rn(qf[j], scale), acc[j]);
         if (++rem == p.row_len) rem = 0, ++row;
       }
     }
@@ -156,15 +168,20 @@ __global__ void __launch_bounds__(256, 4) fp8_update_kernel(const __grid_constan
         for (int j = 0; j < 8 && i0 + j < p.n; ++j) o[j] = wv[j];
       }
     } else {
-      uint32_t b[8];
+      uint32_t ow[4];  // element 2u in the low half of ow[u]
+      if constexpr (W == Elem::BF16) {
+        bf16_pack_rne<8>(wv, ow);  // Note [Hardware bf16 rounding]
+      } else {
 #pragma unroll
-      for (int j = 0; j < 8; ++j) b[j] = encode<W, false>(wv[j], 0u);
+        for (int u = 0; u < 4; ++u) ow[u] = encode<W, false>(wv[2 * u], 0u) | (encode<W, false>(wv[2 * u + 1], 0u) << 16);
+      }
       uint16_t* o = static_cast<uint16_t*>(p.w) + i0;
       if (full) {
-        __stcs(reinterpret_cast<uint4*>(o), make_uint4(b[0] | (b[1] << 16), b[2] | (b[3] << 16), b[4] | (b[5] << 16),
-                                                       b[6] | (b[7] << 16)));
+        __stcs(reinterpret_cast<uint4*>(o), make_uint4(ow[0], ow[1], ow[2], ow[3]));
       } else {
-        for (int j = 0; j < 8 && i0 + j < p.n; ++j) o[j] = uint16_t(b[j]);
+#pragma unroll
+        for (int j = 0; j < 8; ++j)  // compile-time j: ow stays in registers
+          if (i0 + j < p.n) o[j] = uint16_t(ow[j / 2] >> (16 * (j & 1)));
       }
     }
   }
