@@ -46,14 +46,10 @@ __device__ __forceinline__ void e4m3x4_to_f32(uint32_t w, float (&out)[4]) {
     asm("cvt.f32.f16 %0, %1;" : "=f"(out[2 * h]) : "h"(uint16_t(f16x2)));
     asm("cvt.f32.f16 %0, %1;" : "=f"(out[2 * h + 1]) : "h"(uint16_t(f16x2 >> 16)));
   }
-  if ((((w & 0x7F7F7F7Fu) + 0x01010101u) & 0x80808080u) != 0) {
-#pragma unroll
-    for (int j = 0; j < 4; ++j) out[j] = e4m3_bits_to_f32(uint8_t(w >> (8 * j)));
-  }
-#else
+  if ((((w & 0x7F7F7F7Fu) + 0x01010101u) & 0x80808080u) == 0) return;
+#endif
 #pragma unroll
   for (int j = 0; j < 4; ++j) out[j] = e4m3_bits_to_f32(uint8_t(w >> (8 * j)));
-#endif
 }
 
 }  // namespace zoff::k
