@@ -108,15 +108,16 @@ void run(int64_t n, int64_t row_len, Dist dist, int nterms, Elem w_elem, uint32_
   ASSERT_EQ(gcodes[size_t((n + 3) / 4) + 1], 0xAB) << "wrote past the codes";
   // Bit for bit, except that any NaN matches any NaN: a NaN byte of q (a NaN master) makes a NaN
   // weight whose payload the GPU's arithmetic canonicalises and the CPU's keeps.
+  auto is_nan = [w_elem](uint32_t b) {
+    return w_elem == Elem::F32 ? std::isnan(bits_f32(b)) : (b & 0x7FFFu) > (w_elem == Elem::BF16 ? 0x7F80u : 0x7C00u);
+  };
   for (int64_t i = 0; i < n; ++i) {
     uint32_t gb = 0, rb = 0;
     std::memcpy(&gb, gw.data() + size_t(i) * wbytes, wbytes);
     std::memcpy(&rb, rw.data() + size_t(i) * wbytes, wbytes);
     if (gb == rb) continue;
-    const bool nan_g = w_elem == Elem::F32 ? std::isnan(bits_f32(gb)) : w_elem == Elem::BF16 ? (gb & 0x7FFFu) > 0x7F80u : (gb & 0x7FFFu) > 0x7C00u;
-    const bool nan_r = w_elem == Elem::F32 ? std::isnan(bits_f32(rb)) : w_elem == Elem::BF16 ? (rb & 0x7FFFu) > 0x7F80u : (rb & 0x7FFFu) > 0x7C00u;
-    ASSERT_TRUE(nan_g && nan_r) << "forward weight " << i << " differs: gpu 0x" << std::hex << gb << " cpu 0x" << rb
-                                << " (q 0x" << int(q[size_t(i)]) << ")";
+    ASSERT_TRUE(is_nan(gb) && is_nan(rb)) << "forward weight " << i << " differs: gpu 0x" << std::hex << gb << " cpu 0x"
+                                          << rb << " (q 0x" << int(q[size_t(i)]) << ")";
   }
   const size_t m = size_t(std::min<unsigned long long>(rcount, (unsigned long long)cap));
   std::vector<Fp8Entry> gl = dlist.get();
