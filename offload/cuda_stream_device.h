@@ -48,6 +48,7 @@ class CudaStreamDevice : public StreamDevice {
   cudaEvent_t timer(TimerId t) const;
   int device_index_;
   cudaStream_t streams_[kNumStreams] = {nullptr, nullptr, nullptr};
+  long h2d_percent_ = 100;  // ZOFF_DEBUG_H2D_PERCENT (Note [Partial uploads for measurement])
   std::vector<cudaEvent_t> events_;
   std::vector<cudaEvent_t> timers_;
 };
