@@ -49,6 +49,8 @@ class CudaStreamDevice : public StreamDevice {
   int device_index_;
   cudaStream_t streams_[kNumStreams] = {nullptr, nullptr, nullptr};
   long h2d_percent_ = 100;  // ZOFF_DEBUG_H2D_PERCENT (Note [Partial uploads for measurement])
+  void* tail_src_ = nullptr;  // device memory: the tails those uploads take instead
+  size_t tail_bytes_ = 0;
   std::vector<cudaEvent_t> events_;
   std::vector<cudaEvent_t> timers_;
 };
