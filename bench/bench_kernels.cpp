@@ -18,6 +18,7 @@
 #include <tbb/task_arena.h>
 
 #include "kernels/fp8_site.h"
+#include "kernels/split16.h"
 #include "kernels/host/zo_host.h"
 #include "kernels/ref/scalar.h"
 #include "kernels/zo_kernels.h"
@@ -372,6 +373,69 @@ void BM_ApplyFp8DeltaHost(benchmark::State& st) {
                                                      : double(blk.codes.size());
 }
 BENCHMARK(BM_ApplyFp8DeltaHost)->ArgNames({"impl", "threads"})->ArgsProduct({{0, 1, 2, 3, 4, 5, 6}, {1, 0}})->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// Note [Split apply bench]
+// apply_split_delta_host (Note [Split bf16] in kernels/split16.h) beside apply_delta_host on
+// Fp8ApplyBlock's block, codes (packed) and 8-byte list: impl 0 is the bf16 apply (as
+// BM_ApplyFp8DeltaHost impl 6), impl 1 the same change applied to the block encoded split. The
+// split apply touches the low-byte plane (1 byte per element, so a 64-byte line holds 64 elements
+// instead of 32) and a nibble where a change carries. Each iteration restores the master, or the
+// planes and escape list (untimed). threads 1 or 0 (the whole machine).
+void BM_ApplySplitDeltaHost(benchmark::State& st) {
+  const int impl = int(st.range(0));
+  const int threads = int(st.range(1));
+  tbb::task_arena arena(threads > 0 ? threads : tbb::task_arena::automatic);
+  static Fp8ApplyBlock blk;
+  const int64_t n = blk.n;
+  static HugeArray<uint8_t> planes(size_t(split_bytes(n))), saved_planes(size_t(split_bytes(n)));
+  static std::vector<SplitEscape> esc(size_t(split_escape_capacity(n))), saved_esc;
+  static int64_t saved_count = -1;
+  if (saved_count < 0) {
+    SplitEscapes e{esc.data(), 0, int64_t(esc.size())};
+    if (!ref::split16_encode(blk.saved_master.data(), split_planes(saved_planes.data(), n), &e)) {
+      st.SkipWithError("block does not fit its escape capacity");
+      return;
+    }
+    saved_esc.assign(esc.begin(), esc.begin() + e.count);
+    saved_count = e.count;
+  }
+  SplitApplyScratch scratch;
+  SplitRecipe recipe;
+  HostClock clock;
+  for (auto _ : st) {
+    if (impl == 0) {
+      std::memcpy(blk.master.data(), blk.saved_master.data(), blk.master.size() * 2);
+      ApplyDeltaArgs a{blk.master.data(), reinterpret_cast<uint8_t*>(blk.packed.data()), n, blk.list16.data(),
+                       int64_t(blk.list16.size())};
+      a.keep_codes = true;
+      a.bitmap = blk.bitmap.data();
+      a.packed_count = int64_t(blk.packed_count);
+      clock.time([&] { arena.execute([&] { apply_delta_host(a); }); });
+      benchmark::DoNotOptimize(blk.master.data());
+    } else {
+      std::memcpy(planes.data(), saved_planes.data(), planes.size());
+      std::copy(saved_esc.begin(), saved_esc.end(), esc.begin());
+      SplitEscapes e{esc.data(), saved_count, int64_t(esc.size())};
+      ApplySplitDeltaArgs a{};
+      a.planes = split_planes(planes.data(), n);
+      a.escapes = &e;
+      a.codes = reinterpret_cast<uint8_t*>(blk.packed.data());
+      a.keep_codes = true;
+      a.bitmap = blk.bitmap.data();
+      a.packed_count = int64_t(blk.packed_count);
+      a.list = blk.list16.data();
+      a.count = a.capacity = int64_t(blk.list16.size());
+      a.recipe = &recipe;
+      a.scratch = &scratch;
+      clock.time([&] { arena.execute([&] { apply_split_delta_host(a); }); });
+      benchmark::DoNotOptimize(planes.data());
+    }
+  }
+  st.counters["Gelem/s"] = double(n) * double(st.iterations()) / clock.wall / 1e9;
+  st.counters["threads"] = double(arena.max_concurrency());
+  st.counters["escapes"] = double(saved_count);
+}
+BENCHMARK(BM_ApplySplitDeltaHost)->ArgNames({"impl", "threads"})->ArgsProduct({{0, 1}, {1, 0}})->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // The host memory's own rate, the ceiling of every host apply above (issue 7: the fp8 GPU site's
 // step is bound by the host apply's memory traffic, docs/results.md session 12). 4 GiB in huge
@@ -729,6 +793,47 @@ void BM_PackCodes(benchmark::State& st) {
   if (hp != nullptr) cudaFreeHost(hp);
 }
 BENCHMARK(BM_PackCodes)->ArgNames({"dst"})->Arg(1)->Arg(0)->UseManualTime()->Unit(benchmark::kMillisecond);
+
+// split16_decode (Note [Split bf16]) of one OPT-13B block's elements (Fp8ApplyBlock's weights,
+// 314.6 M), escapes in mapped host memory as the step keeps them. GB/s counts the planes read and
+// the bf16 written (3.5 bytes an element).
+void BM_Split16Decode(benchmark::State& st) {
+  if (!gpu_ready(st)) return;
+  static Fp8ApplyBlock blk;
+  const int64_t n = blk.n;
+  std::vector<uint8_t> planes(size_t(split_bytes(n)));
+  std::vector<SplitEscape> esc(size_t(split_escape_capacity(n)));
+  SplitEscapes e{esc.data(), 0, int64_t(esc.size())};
+  if (!ref::split16_encode(blk.saved_master.data(), split_planes(planes.data(), n), &e)) {
+    st.SkipWithError("block does not fit its escape capacity");
+    return;
+  }
+  Dev dplanes(planes.size()), dout(size_t(2 * n));
+  cudaMemcpy(dplanes.p, planes.data(), planes.size(), cudaMemcpyHostToDevice);
+  void* hesc = nullptr;
+  void* desc = nullptr;
+  if (cudaHostAlloc(&hesc, std::max<size_t>(8, size_t(e.count) * sizeof(SplitEscape)), cudaHostAllocMapped) != cudaSuccess ||
+      cudaHostGetDevicePointer(&desc, hesc, 0) != cudaSuccess) {
+    st.SkipWithError("cudaHostAlloc failed");
+    return;
+  }
+  std::memcpy(hesc, esc.data(), size_t(e.count) * sizeof(SplitEscape));
+  const SplitPlanes p = split_planes(dplanes.p, n);
+  double secs = 0;
+  for (auto _ : st) {
+    const double s = time_gpu([&] { split16_decode(p, static_cast<const SplitEscape*>(desc), e.count,
+                                                   static_cast<uint16_t*>(dout.p), nullptr); });
+    st.SetIterationTime(s);
+    secs += s;
+  }
+  std::vector<uint16_t> back(static_cast<size_t>(n));
+  cudaMemcpy(back.data(), dout.p, back.size() * 2, cudaMemcpyDeviceToHost);
+  if (std::memcmp(back.data(), blk.saved_master.data(), back.size() * 2) != 0) st.SkipWithError("decode differs from the block");
+  cudaFreeHost(hesc);
+  st.counters["GB/s"] = double(n) * 3.5 * double(st.iterations()) / secs / 1e9;
+  st.counters["escapes"] = double(e.count);
+}
+BENCHMARK(BM_Split16Decode)->UseManualTime()->Unit(benchmark::kMillisecond);
 
 #endif  // ZOFF_KERNELS_CUDA
 

@@ -40,7 +40,7 @@ inline const OptDef kOpts[] = {{"mezo", OptimizerKind::MeZO},
                                {"fzoo8", OptimizerKind::FZOO},
                                {"subzero", OptimizerKind::SubZero},
                                {"svrg", OptimizerKind::SVRG}};
-inline const char* const kPolicies[] = {"all-resident",    "stream-bf16", "stream-bf16-dense",
+inline const char* const kPolicies[] = {"all-resident",    "stream-bf16", "stream-bf16-dense", "stream-bf16-split",
                                         "stream-deferred", "stream-fp8",  "stream-fp8-cpu", "budget"};
 
 struct Options {
@@ -137,7 +137,9 @@ inline ModelSpec make_spec(const SizeDef& s) {
 // stream-bf16 at the deferred update site (Note [Deferred update site]: no write-back).
 // stream-fp8 moves fp8 copies and updates at the GPU site (Note [fp8 at the GPU site]; SubZero,
 // whose low-rank updates the GPU cannot decide from fp8, falls back to the CPU site there);
-// stream-fp8-cpu is the same transfer with the host applying every update.
+// stream-fp8-cpu is the same transfer with the host applying every update. stream-bf16-split is
+// stream-bf16 with the masters stored and moved split (lossless, 1.5 bytes per element: Note
+// [Split bf16] in kernels/split16.h; SubZero, which it does not support, runs plain stream-bf16).
 inline OffloadPolicy make_policy(const std::string& name) {
   OffloadPolicy p;
   p.name = name;
@@ -153,6 +155,8 @@ inline OffloadPolicy make_policy(const std::string& name) {
     p.write_back = WriteBack::Dense;
   } else if (name == "stream-deferred") {
     p.update_site = UpdateSite::Deferred;
+  } else if (name == "stream-bf16-split") {
+    p.transfer = TransferFormat::BF16Split;
   } else if (name == "stream-fp8") {
     p.transfer = TransferFormat::FP8;
   } else if (name == "stream-fp8-cpu") {
@@ -173,6 +177,7 @@ inline RunConfig make_config(const Options& o, const SizeDef& s, const OptDef& o
   c.policy = make_policy(policy);
   c.optimizer.kind = od.kind;
   if (policy == "stream-fp8" && od.kind == OptimizerKind::SubZero) c.policy.update_site = UpdateSite::Cpu;
+  if (policy == "stream-bf16-split" && od.kind == OptimizerKind::SubZero) c.policy.transfer = TransferFormat::Same;
   c.optimizer.lr = 1e-7;
   c.optimizer.eps = 1e-3;
   c.optimizer.fzoo_n = 8;

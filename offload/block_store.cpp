@@ -1,6 +1,7 @@
 // BlockStore: host masters and transfer copies (Note [Block store]).
 #include "offload/block_store.h"
 
+#include <cstring>
 #include <string>
 
 #include "kernels/fp8_site.h"
@@ -47,7 +48,9 @@ BlockStore::BlockStore(std::vector<BlockDesc> blocks, BlockStoreOptions opts)
   // Note [Host memory check]: anonymous pages are only claimed when touched, so a store larger than
   // the machine would not fail in mmap but be killed by the OOM killer halfway through setup.
   int64_t need = 0;
-  for (int b = 0; b < n; ++b) need += bytes(b) + (copies ? layouts_[size_t(b)].total_bytes : 0);
+  for (int b = 0; b < n; ++b)
+    need += bytes(b) + (copies ? layouts_[size_t(b)].total_bytes : 0) +
+            (split() ? k::split_escape_capacity(numel(b)) * int64_t(sizeof(k::SplitEscape)) : 0);
   const int64_t avail = host_memory_available();
   ZOFF_INPUT_CHECK(avail < 0 || need <= avail, "the offloaded blocks need ", need / 1000000, " MB of host memory (",
                    n, " blocks: ", dtype_name(opts_.storage_dtype), " masters",
@@ -67,7 +70,15 @@ BlockStore::BlockStore(std::vector<BlockDesc> blocks, BlockStoreOptions opts)
     const std::string what = "block " + std::to_string(b) + " master";
     masters_.emplace_back(size_t(bytes(b)), opts_.pin_memory, what.c_str());
     ++allocations_;
-    master_views_.push_back(at::from_blob(masters_.back().data(), {numel(b)}, master_opts));
+    // A zero-filled split buffer decodes to zeros, like a zero-filled bf16 one.
+    master_views_.push_back(split() ? at::Tensor() : at::from_blob(masters_.back().data(), {numel(b)}, master_opts));
+    if (split()) {
+      const int64_t cap = k::split_escape_capacity(numel(b));
+      escape_bufs_.emplace_back(size_t(cap) * sizeof(k::SplitEscape), opts_.pin_memory,
+                                ("block " + std::to_string(b) + " split escapes").c_str());
+      ++allocations_;
+      escapes_.push_back(k::SplitEscapes{static_cast<k::SplitEscape*>(escape_bufs_.back().data()), 0, cap});
+    }
   }
   if (copies) {
     copies_.reserve(size_t(n));
@@ -88,7 +99,66 @@ int BlockStore::check(int b) const {
 
 DType BlockStore::transfer_dtype() const { return zoff::transfer_dtype(opts_.storage_dtype, opts_.transfer); }
 
-int64_t BlockStore::bytes(int b) const { return numel(b) * dtype_size(opts_.storage_dtype); }
+int64_t BlockStore::bytes(int b) const {
+  return split() ? k::split_bytes(numel(b)) : numel(b) * dtype_size(opts_.storage_dtype);
+}
+
+const at::Tensor& BlockStore::view(int b) const {
+  ZOFF_CHECK(!split(), "BlockStore: block ", b, " is stored split (Note [Split bf16 masters]): it has no bf16 view; "
+             "use read_block / write_block");
+  return master_views_[check(b)];
+}
+
+k::SplitPlanes BlockStore::split_planes(int b) const {
+  ZOFF_CHECK(split(), "BlockStore: split_planes of a store that is not split");
+  return k::split_planes(masters_[check(b)].data(), numel(b));
+}
+
+k::SplitEscapes* BlockStore::split_escapes(int b) {
+  ZOFF_CHECK(split(), "BlockStore: split_escapes of a store that is not split");
+  return &escapes_[size_t(check(b))];
+}
+
+const k::SplitEscapes& BlockStore::split_escapes(int b) const {
+  ZOFF_CHECK(split(), "BlockStore: split_escapes of a store that is not split");
+  return escapes_[size_t(check(b))];
+}
+
+void BlockStore::read_block(int b, at::Tensor out) const {
+  ZOFF_CHECK(out.device().is_cpu() && out.is_contiguous() && out.numel() == numel(b), "BlockStore::read_block: block ",
+             b, " needs a contiguous CPU tensor of ", numel(b), " elements");
+  if (!split()) {
+    out.view({-1}).copy_(master_views_[size_t(b)]);
+    return;
+  }
+  const k::SplitEscapes& e = escapes_[size_t(b)];
+  if (out.scalar_type() == at::kBFloat16) {
+    k::ref::split16_decode(split_planes(b), e.e, e.count, static_cast<uint16_t*>(out.data_ptr()));
+    return;
+  }
+  at::Tensor tmp = at::empty({numel(b)}, at::TensorOptions().dtype(at::kBFloat16));
+  k::ref::split16_decode(split_planes(b), e.e, e.count, static_cast<uint16_t*>(tmp.data_ptr()));
+  out.view({-1}).copy_(tmp);
+}
+
+void BlockStore::write_block(int b, const at::Tensor& in) {
+  ZOFF_CHECK(in.device().is_cpu() && in.numel() == numel(b), "BlockStore::write_block: block ", b, " needs a CPU tensor of ",
+             numel(b), " elements, got ", in.numel());
+  if (!split()) {
+    master_views_[size_t(b)].copy_(in.reshape({-1}));
+    refresh_transfer_copy(b);
+    return;
+  }
+  const at::Tensor src = in.reshape({-1}).to(at::kBFloat16).contiguous();
+  const uint16_t* bits = static_cast<const uint16_t*>(src.data_ptr());
+  k::SplitEscapes& e = escapes_[size_t(b)];
+  // Encoded in place: a block that does not fit is an error the run cannot go on from anyway.
+  const bool ok = k::ref::split16_encode(bits, split_planes(b), &e);
+  ZOFF_INPUT_CHECK(ok, "block ", b, ": ", e.count, " of its ", numel(b), " values cannot be stored split (negative "
+                   "zeros, or values 2^-12 or more below the largest of their ", k::kSplitGroup,
+                   "-element group), more than its escape capacity ", e.capacity,
+                   " (Note [Split bf16] in kernels/split16.h); use policy.transfer = \"same\" for these weights");
+}
 
 int64_t BlockStore::max_transfer_bytes() const {
   int64_t m = 0;

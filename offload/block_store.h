@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "kernels/fp8_site.h"
+#include "kernels/split16.h"
 #include "offload/host_memory.h"
 #include "offload/transfer_layout.h"
 #include "zoff/policy.h"
@@ -42,11 +43,29 @@ class BlockStore {
   TransferFormat transfer_format() const { return opts_.transfer; }
   DType transfer_dtype() const;
 
-  // The master: numel(b) elements of the storage dtype.
+  // The master: numel(b) elements of the storage dtype (split: Note [Split bf16 masters]).
   int64_t numel(int b) const { return blocks_[check(b)].numel; }
-  int64_t bytes(int b) const;
+  int64_t bytes(int b) const;  // of the master buffer (split: the planes)
   void* data(int b) const { return masters_[check(b)].data(); }
-  const at::Tensor& view(int b) const { return master_views_[check(b)]; }  // flat, CPU
+  const at::Tensor& view(int b) const;  // flat, CPU; not for split masters (read_block, write_block)
+
+  // Note [Split bf16 masters]
+  // With transfer = bf16-split each master is stored only as its split planes (the upload's bytes)
+  // plus an escape list in a pinned buffer of its own (k::split_escape_capacity entries) that the
+  // device reads in place: 1.5 bytes per element and the list, instead of 2. There is no bf16
+  // view of such a block; read_block decodes it and write_block encodes (both work for every
+  // store, so callers that load or save weights need not care how they are stored).
+  bool split() const { return opts_.transfer == TransferFormat::BF16Split; }
+  k::SplitPlanes split_planes(int b) const;
+  k::SplitEscapes* split_escapes(int b);
+  const k::SplitEscapes& split_escapes(int b) const;
+  // The block's values into `out` (CPU, numel(b) elements, any float dtype; bf16 for split is a
+  // straight decode).
+  void read_block(int b, at::Tensor out) const;
+  // Sets the block's values from `in` (CPU, numel(b) elements) and refreshes its transfer copy.
+  // Split: zoff::Error when the values need more escapes than the block's capacity (the message
+  // names the block and how many; the block is then partly written and the run cannot go on).
+  void write_block(int b, const at::Tensor& in);
 
   // What travels: the transfer copy when there is one, else the master itself.
   bool has_transfer_copy() const { return !copies_.empty(); }
@@ -77,6 +96,8 @@ class BlockStore {
   std::vector<TransferLayout> layouts_;
   std::vector<HostBuffer> masters_;
   std::vector<HostBuffer> copies_;  // empty when blocks travel in the storage dtype
+  std::vector<HostBuffer> escape_bufs_;         // split only: per block
+  std::vector<k::SplitEscapes> escapes_;        // split only: per block
   std::vector<at::Tensor> master_views_;
   std::vector<at::Tensor> transfer_views_;
   std::vector<std::vector<int64_t>> row_starts_;  // per block; fp8 transfers only

@@ -26,6 +26,8 @@ DeltaBuffers::DeltaBuffers(StreamDevice& dev, BlockStore& store, const std::vect
   ZOFF_CHECK(store.storage_dtype() != DType::F32 && (!store.has_transfer_copy() || fp8_),
              "delta write-back needs 16-bit masters that travel as they are stored, or exponent-exact fp8 copies");
   if (fp8_) recipes_.resize(size_t(store.num_blocks()));
+  split_ = store.split();
+  if (split_) split_recipes_.resize(size_t(store.num_blocks()));
   static const char* const kCodeModes[] = {"staged", "mapped", "packed", nullptr};
   // Packed by default (Note [Packed codes]; measured faster at both sites, docs/results.md sessions 13-14).
   const int code_mode = env_choice("ZOFF_DELTA_CODES", kCodeModes, 2);
@@ -59,7 +61,8 @@ DeltaBuffers::DeltaBuffers(StreamDevice& dev, BlockStore& store, const std::vect
     Mapped& m = mapped_[size_t(b)];
     m.codes = static_cast<uint8_t*>(dev.mapped_pointer(codes_.back().data()));
     m.list = dev.mapped_pointer(lists_.back().data());
-    m.master = static_cast<uint16_t*>(dev.mapped_pointer(store.data(b)));
+    // Split masters are no bf16 array: their list overflow goes to ZoStep's work buffer instead.
+    m.master = split_ ? nullptr : static_cast<uint16_t*>(dev.mapped_pointer(store.data(b)));
     if (packed_) m.bitmap = static_cast<uint32_t*>(dev.mapped_pointer(bitmaps_.back().data()));
   }
   counters_ = at::zeros({2 * num_slots}, at::TensorOptions().dtype(at::kLong).device(dev.device()));
@@ -130,6 +133,11 @@ k::Fp8RecomputeRecipe* DeltaBuffers::recipe(int b) {
   return &recipes_[size_t(b)];
 }
 
+k::SplitRecipe* DeltaBuffers::split_recipe(int b) {
+  ZOFF_CHECK(split_ && b >= 0 && b < int(index_.size()) && index_[size_t(b)] >= 0, "DeltaBuffers: no split recipe for block ", b);
+  return &split_recipes_[size_t(b)];
+}
+
 void DeltaBuffers::copy_list(int k, int b) const {
   ZOFF_CHECK(list_staged_ && k >= 0 && 2 * k < counters_.numel(), "DeltaBuffers: no staged list for slot ", k);
   ZOFF_CHECK(b >= 0 && b < int(index_.size()) && index_[size_t(b)] >= 0, "DeltaBuffers: block ", b, " has no buffers");
@@ -194,6 +202,7 @@ int64_t DeltaBuffers::apply(int b) {
   const int64_t count = int64_t(*static_cast<const unsigned long long*>(host_count(b)));
   const int64_t cap = cap_[size_t(b)];
   if (fp8_) return apply_fp8(b, i, count);
+  if (split_) return apply_split(b, i, count);
   k::ApplyDeltaArgs a{};
   a.master = static_cast<uint16_t*>(store_.data(b));
   a.codes = static_cast<uint8_t*>(codes_[size_t(i)].data());
@@ -208,6 +217,32 @@ int64_t DeltaBuffers::apply(int b) {
   else k::apply_delta_host(a);
   exceptions_ += count;
   overflowed_ += std::max<int64_t>(0, count - cap);
+  return count;
+}
+
+int64_t DeltaBuffers::apply_split(int b, int i, int64_t count) {
+  const int64_t cap = cap_[size_t(b)];
+  if (skip_apply_) {
+    if (!staged_) std::memset(codes_[size_t(i)].data(), 0, code_bytes(b));  // mapped codes must be zero at rest
+    return count;
+  }
+  k::ApplySplitDeltaArgs a{};
+  a.planes = store_.split_planes(b);
+  a.escapes = store_.split_escapes(b);
+  a.codes = static_cast<uint8_t*>(codes_[size_t(i)].data());
+  a.keep_codes = staged_;
+  if (packed_) a.bitmap = static_cast<const uint32_t*>(bitmaps_[size_t(i)].data()), a.packed_count = stored(b);
+  a.list = static_cast<const k::DeltaEntry*>(lists_[size_t(i)].data());
+  a.count = count;
+  a.capacity = cap;
+  a.recipe = &split_recipes_[size_t(b)];
+  a.scratch = &split_scratch_;
+  k::ApplySplitResult r;
+  if (arena_) arena_->execute([&] { r = k::apply_split_delta_host(a); });
+  else r = k::apply_split_delta_host(a);
+  exceptions_ += count;
+  overflowed_ += std::max<int64_t>(0, count - cap);
+  reencoded_ += r.reencoded ? 1 : 0;
   return count;
 }
 

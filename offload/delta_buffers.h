@@ -86,6 +86,14 @@ class DeltaBuffers {
   // Where the update of block b leaves what the host needs if b's list overflows (set while the
   // update is issued, read by apply(b)).
   k::Fp8RecomputeRecipe* recipe(int b);
+  // Split mode (the store's masters are split bf16, Note [Split bf16 masters] in
+  // offload/block_store.h): out() has no overflow pointer (ZoStep::visit_split points it at its
+  // work buffer) and apply() updates the planes and escapes, recomputing a list's overflow from
+  // the recipe the update left.
+  bool split() const { return split_; }
+  k::SplitRecipe* split_recipe(int b);
+  // Split mode: blocks re-encoded because their escapes outgrew the capacity, since construction.
+  int64_t reencoded() const { return reencoded_.load(); }
   int64_t entry_bytes() const { return fp8_ ? int64_t(sizeof(k::Fp8Entry)) : int64_t(sizeof(k::DeltaEntry)); }
   // Enqueues the zeroing of slot k's counters (and staged codes) on the current stream (the
   // compute callback's), before the update that fills them.
@@ -132,6 +140,7 @@ class DeltaBuffers {
     uint16_t* master = nullptr;
   };
   int64_t apply_fp8(int b, int i, int64_t count);
+  int64_t apply_split(int b, int i, int64_t count);
   BlockStore& store_;
   std::vector<int64_t> cap_;     // per block (0 for blocks that are not streamed)
   std::vector<int> index_;       // per block: index into codes_/lists_, -1 if none
@@ -152,6 +161,10 @@ class DeltaBuffers {
   int64_t host_bytes_ = 0;
   std::atomic<int64_t> exceptions_{0}, overflowed_{0}, rescaled_rows_{0};
   bool fp8_ = false;
+  bool split_ = false;
+  std::vector<k::SplitRecipe> split_recipes_;  // split mode, per block
+  k::SplitApplyScratch split_scratch_;         // apply_split's reused buffers
+  std::atomic<int64_t> reencoded_{0};
   std::vector<k::Fp8RecomputeRecipe> recipes_;  // fp8 mode, per block
   std::unique_ptr<tbb::task_arena> arena_;  // set by ZOFF_DELTA_APPLY_THREADS
   bool skip_apply_ = false;                  // ZOFF_DEBUG_SKIP_DELTA_APPLY (measurement only)

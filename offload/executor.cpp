@@ -48,7 +48,7 @@ void Executor::prepare(const Plan& plan) {
     if (view_slots_[size_t(b)] == k && views_[size_t(b)].defined()) continue;
     if (k < 0)
       views_[size_t(b)] = resident_->buffer(b);
-    else if (store_.transfer_dtype() == DType::F8_E4M3)
+    else if (store_.transfer_dtype() == DType::F8_E4M3 || store_.split())
       views_[size_t(b)] = ring_->view(k, DType::U8, store_.transfer_bytes(b));
     else
       views_[size_t(b)] = ring_->view(k, store_.transfer_dtype(), store_.numel(b));
@@ -91,7 +91,9 @@ void Executor::issue(const Plan& plan, const ComputeFn& compute, const HostUpdat
       case OpKind::Offload:
         if (wb.mode == WriteBackMode::Dense) {
           // Note [fp8 at the GPU site]: a slot of fp8 bytes is never the master; only a delta goes back.
-          ZOFF_CHECK(!store_.has_transfer_copy(), "executor: a dense write-back would copy ",
+          // Split slots (Note [Split bf16 masters]) are the master's bytes, but the update happens
+          // in a decoded copy: only a delta carries it back.
+          ZOFF_CHECK(!store_.has_transfer_copy() && !store_.split(), "executor: a dense write-back would copy ",
                      transfer_format_name(store_.transfer_format()), " slots over the masters");
           dev_.copy_d2h(s, store_.data(b), ring_->data(op.slot), size_t(store_.bytes(b)), b);
         }

@@ -48,11 +48,11 @@ PlanReport plan_offload(const PlannerInput& in, const OffloadPolicy& p) {
     ZOFF_INPUT_CHECK(p.prefetch_depth >= 0 && p.prefetch_depth < p.num_slots, "offload policy '", p.name,
                      "': prefetch_depth must be in [0, num_slots), got ", p.prefetch_depth);
     ZOFF_INPUT_CHECK(p.update_site == UpdateSite::Cpu || tdt == p.storage_dtype ||
-                         (p.update_site == UpdateSite::Gpu && fp8_gpu_site(p)),
+                         (p.update_site == UpdateSite::Gpu && (fp8_gpu_site(p) || split_gpu_site(p))),
                      "offload policy '", p.name, "': update_site = ", update_site_name(p.update_site),
                      " applies updates to the uploaded copy, so transfer must be the storage dtype (",
                      dtype_name(p.storage_dtype), "), got ", transfer_format_name(p.transfer),
-                     "; use update_site = cpu, or fp8 transfers of bf16 masters at the GPU site");
+                     "; use update_site = cpu, or fp8 / bf16-split transfers of bf16 masters at the GPU site");
     ZOFF_INPUT_CHECK(p.resident_blocks >= -1 && p.resident_blocks <= B, "offload policy '", p.name,
                      "': resident_blocks must be -1 (planner decides) or in [0, ", B, "], got ", p.resident_blocks);
   }
@@ -118,6 +118,8 @@ PlanReport plan_offload(const PlannerInput& in, const OffloadPolicy& p) {
     // At the GPU site the update writes the block's forward weights, one bf16 block (Note [fp8 at
     // the GPU site]).
     if (fp8_gpu_site(p)) ring.push_back({"fp8 update buffer (1 x " + format_bytes(2 * max_numel) + ")", align256(2 * max_numel)});
+    // Split masters are decoded into one bf16 block (Note [Split bf16 masters]).
+    if (split_gpu_site(p)) ring.push_back({"split decode buffer (1 x " + format_bytes(2 * max_numel) + ")", align256(2 * max_numel)});
     int64_t fixed = common_total;
     for (const MemoryComponent& m : ring) fixed += m.bytes;
     std::vector<MemoryComponent> fixed_list = ring;

@@ -11,7 +11,7 @@ namespace {
 int64_t align256(int64_t x) { return (x + 255) / 256 * 256; }
 }  // namespace
 
-ResidentBlocks::ResidentBlocks(StreamDevice& dev, const BlockStore& store, std::vector<bool> resident)
+ResidentBlocks::ResidentBlocks(StreamDevice& dev, BlockStore& store, std::vector<bool> resident)
     : dev_(dev), store_(store), resident_(std::move(resident)) {
   const int n = store.num_blocks();
   if (resident_.empty()) resident_.assign(size_t(n), false);
@@ -23,7 +23,7 @@ ResidentBlocks::ResidentBlocks(StreamDevice& dev, const BlockStore& store, std::
   for (int b = 0; b < n; ++b) {
     if (!resident_[size_t(b)]) continue;
     offsets[size_t(b)] = total;
-    total += align256(store.bytes(b));
+    total += align256(store.numel(b) * dtype_size(store.storage_dtype()));
     ++count_;
   }
   if (count_ == 0) return;
@@ -48,14 +48,20 @@ const at::Tensor& ResidentBlocks::buffer(int b) const {
 
 void ResidentBlocks::load_from_host() {
   for (int b = 0; b < int(resident_.size()); ++b)
-    if (resident_[size_t(b)])
+    if (resident_[size_t(b)] && store_.split()) {
+      at::Tensor tmp = at::empty({store_.numel(b)}, at::TensorOptions().dtype(at::kBFloat16));
+      store_.read_block(b, tmp);
+      views_[size_t(b)].copy_(tmp);
+    } else if (resident_[size_t(b)])
       dev_.copy_h2d(StreamId::Upload, views_[size_t(b)].data_ptr(), store_.data(b), size_t(store_.bytes(b)), b);
   dev_.synchronize_all();
 }
 
 void ResidentBlocks::store_to_host() {
   for (int b = 0; b < int(resident_.size()); ++b)
-    if (resident_[size_t(b)])
+    if (resident_[size_t(b)] && store_.split())
+      store_.write_block(b, views_[size_t(b)].to(at::kCPU));
+    else if (resident_[size_t(b)])
       dev_.copy_d2h(StreamId::Offload, store_.data(b), views_[size_t(b)].data_ptr(), size_t(store_.bytes(b)), b);
   dev_.synchronize_all();
 }

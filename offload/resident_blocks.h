@@ -18,9 +18,11 @@ namespace zoff {
 // block's update must be applied on the device (the host master is stale between stores).
 // On a host device the "device" copy is separate host memory, so CPU tests exercise the same
 // protocol (forgetting store_to_host() shows up as a stale host master).
+// Split masters (Note [Split bf16 masters]) are resident in bf16: the loads decode on the host and
+// the stores encode (synchronous ATen copies through a host bf16 tensor).
 class ResidentBlocks {
  public:
-  ResidentBlocks(StreamDevice& dev, const BlockStore& store, std::vector<bool> resident);
+  ResidentBlocks(StreamDevice& dev, BlockStore& store, std::vector<bool> resident);
   ResidentBlocks(const ResidentBlocks&) = delete;
   ResidentBlocks& operator=(const ResidentBlocks&) = delete;
 
@@ -37,7 +39,7 @@ class ResidentBlocks {
 
  private:
   StreamDevice& dev_;
-  const BlockStore& store_;
+  BlockStore& store_;
   std::vector<bool> resident_;
   int count_ = 0;
   at::Tensor arena_;

@@ -1,6 +1,7 @@
 // Transfer layouts of blocks: bytes per block for each transfer format (Note [Transfer layout]).
 #include "offload/transfer_layout.h"
 
+#include "kernels/split16.h"
 #include "zoff/error.h"
 
 namespace zoff {
@@ -31,6 +32,7 @@ DType transfer_dtype(DType storage, TransferFormat f) {
     case TransferFormat::BF16: return DType::BF16;
     case TransferFormat::F16: return DType::F16;
     case TransferFormat::FP8: return DType::F8_E4M3;
+    case TransferFormat::BF16Split: return DType::U8;
   }
   ZOFF_FAIL("bad transfer format");
 }
@@ -40,6 +42,11 @@ TransferLayout transfer_layout(const BlockDesc& b, DType storage, TransferFormat
              "block storage dtype must be F32, BF16 or F16, got ", dtype_name(storage));
   TransferLayout l;
   l.dtype = transfer_dtype(storage, f);
+  if (f == TransferFormat::BF16Split) {  // Note [Split bf16]: the master is stored split and travels as it is
+    ZOFF_CHECK(storage == DType::BF16, "split bf16 transfers need bf16 masters, got ", dtype_name(storage));
+    l.payload_bytes = l.total_bytes = k::split_bytes(b.numel);
+    return l;
+  }
   l.separate_copy = l.dtype != storage;
   l.payload_bytes = b.numel * dtype_size(l.dtype);
   if (l.dtype == DType::F8_E4M3) {

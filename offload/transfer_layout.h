@@ -27,12 +27,14 @@ struct BlockDesc {
 void check_block_desc(const BlockDesc& b, int index);
 int64_t total_rows(const BlockDesc& b);
 
-// The dtype a block travels in: Same -> the storage dtype, BF16, F16, FP8 -> F8_E4M3.
+// The dtype a block travels in: Same -> the storage dtype, BF16, F16, FP8 -> F8_E4M3, BF16Split -> U8.
 DType transfer_dtype(DType storage, TransferFormat f);
 
 // Note [Transfer layout]
 // A block travels as one contiguous byte range, so one cudaMemcpyAsync moves it:
 //   Same/BF16/F16: numel elements of the transfer dtype;
+//   BF16Split:     the split bf16 planes (k::split_bytes(numel), Note [Split bf16] in
+//                  kernels/split16.h), which are the master itself (no separate copy);
 //   FP8:           numel e4m3 bytes, padding up to a multiple of 16, then one float scale per row
 //                  (k::ref::pack_fp8_rows' layout, rows in segment order).
 // separate_copy says whether the host keeps a transfer copy next to the master (the transfer dtype

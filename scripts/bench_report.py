@@ -20,7 +20,7 @@ ZO2_S_PER_STEP = {"opt-1.3b": 0.188, "opt-6.7b": 0.480, "opt-13b": 0.821, "opt-3
 ZO2_GPU_MIB = {"opt-1.3b": 3065, "opt-6.7b": 4819, "opt-13b": 5977, "opt-30b": 8593}
 MEZO_S_PER_STEP = {"opt-1.3b": 0.135, "opt-6.7b": 0.333, "opt-13b": 0.624, "opt-30b": 1.387}
 OPT_ORDER = ["mezo", "fzoo8", "subzero", "svrg"]
-POLICY_ORDER = ["stream-bf16", "all-resident", "budget", "stream-fp8", "stream-fp8-cpu"]
+POLICY_ORDER = ["stream-bf16", "stream-bf16-split", "all-resident", "budget", "stream-fp8", "stream-fp8-cpu"]
 SIZE_PARAMS_B = {"opt-tiny": 0.0003, "opt-1.3b": 1.3, "opt-6.7b": 6.7, "opt-13b": 13.0, "opt-30b": 30.0}
 
 

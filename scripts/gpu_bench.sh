@@ -40,6 +40,7 @@ timeout 90 "$BUILD/bench/bench_transfer" --benchmark_min_time=0.1 \
 CASE_GROUPS=(
   "fp8|6.7b,13b,30b|*/mezo/stream-fp8"
   "bf16|1.3b,6.7b,13b,30b|*/mezo/stream-bf16"
+  "split|6.7b,13b,30b|*/mezo/stream-bf16-split"
   "resident|1.3b,6.7b,13b|*/mezo/all-resident"
   "others|1.3b,13b|opt-1.3b/subzero/stream-bf16,opt-1.3b/svrg/stream-bf16,opt-13b/fzoo8/stream-bf16,opt-13b/mezo/budget"
 )

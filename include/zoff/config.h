@@ -102,6 +102,8 @@ struct ConfigProblem {
   std::string key, message;
 };
 ConfigProblem fp8_gpu_site_problem(const RunConfig& c);
+// The same for split bf16 masters (transfer = "bf16-split", Note [Split bf16 masters]).
+ConfigProblem split_problem(const RunConfig& c);
 // Loads a policy file (a [policy] table, possibly naming a preset of its own).
 OffloadPolicy load_policy_file(const std::string& path);
 

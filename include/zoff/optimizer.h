@@ -9,6 +9,7 @@
 
 #include "zoff/config.h"
 #include "kernels/fp8_site.h"
+#include "kernels/split16.h"
 #include "zoff/directions.h"
 
 namespace zoff {
@@ -70,6 +71,10 @@ class ZoOptimizer {
   // directions and no weight decay.
   void apply_update_fp8(const GroupLayout& g, const at::Tensor& q, const std::vector<int64_t>& param_rows,
                         at::Tensor w, const k::Fp8DeltaOut& group_delta, k::Fp8RecomputeRecipe* recipe) const;
+  // Note [Split bf16 masters]: what the host needs to recompute the exceptions of the pending
+  // update of group g on a bf16 master (the list overflowed): its terms, per-parameter decay and
+  // rounding seed, as the element-wise kernel applies them. Needs element-wise directions.
+  void split_recipe(const GroupLayout& g, k::SplitRecipe* recipe) const;
   // Whether pending update u can be applied with a delta: directions that support it, and one
   // kernel pass (at most k::kMaxTerms terms).
   bool delta_ok(const PendingUpdate& u) const;

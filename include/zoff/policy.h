@@ -15,7 +15,9 @@ namespace zoff {
 //             updates to the master behind the uploads (Note [Deferred update site]).
 enum class UpdateSite { Gpu, Cpu, Deferred };
 // The format blocks travel in over PCIe. Same = the storage dtype.
-enum class TransferFormat { Same, BF16, F16, FP8 };
+// BF16Split: bf16 masters stored and moved losslessly in 1.5 bytes per element (Note [Split bf16],
+// kernels/split16.h); GPU update site, element-wise updates, delta write-back.
+enum class TransferFormat { Same, BF16, F16, FP8, BF16Split };
 // How the GPU update site returns an updated block to its host master (Note [Delta write-back],
 // kernels/delta.h): Dense copies the whole block D2H; Delta sends 2-bit change codes and an
 // exception list that the host applies (16-bit masters only). Auto: Delta where it applies
@@ -47,6 +49,8 @@ bool uses_delta_write_back(const OffloadPolicy& p);
 // Whether p streams fp8 copies of bf16 masters updated at the GPU site (Note [fp8 at the GPU site],
 // kernels/fp8_site.h): the delta write-back is then the only way back.
 bool fp8_gpu_site(const OffloadPolicy& p);
+// Whether p streams split bf16 masters (Note [Split bf16] in kernels/split16.h).
+bool split_gpu_site(const OffloadPolicy& p);
 // "12GiB", "500MiB", "1.5GB", "123456" -> bytes; InputError on anything else (message names `what`).
 int64_t parse_byte_size(const std::string& s, const std::string& what);
 std::string format_bytes(int64_t bytes);  // "12.00 GiB"

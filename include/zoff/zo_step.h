@@ -47,6 +47,19 @@ class ZoStep {
   };
   void visit(int group, const at::Tensor& flat, bool apply_here = true, const k::DeltaOut* delta = nullptr,
              const Fp8Visit* fp8 = nullptr);
+  // Note [Split bf16 masters] (offload/block_store.h): `planes` holds the group's split bf16
+  // planes (kernels/split16.h) and `escapes` (device-readable) its escape list. The planes are
+  // decoded into the bf16 work buffer of one group (the fp8 update buffer), the pending update is
+  // applied there with its change reported to `delta` (exceptions past the list's capacity are
+  // stored into the work buffer itself, a no-op, and the host recomputes them from `recipe`,
+  // filled here), and the forwards run on it.
+  struct SplitVisit {
+    const k::SplitEscape* escapes = nullptr;
+    int64_t escape_count = 0;
+    const k::DeltaOut* delta = nullptr;  // required when this visit applies an update
+    k::SplitRecipe* recipe = nullptr;
+  };
+  void visit_split(int group, const at::Tensor& planes, bool apply_here, const SplitVisit& v);
   bool done() const { return next_group_ == model_.num_groups(); }
   // After the head: mean loss per forward (one host sync). Clears the applied pending update.
   std::vector<double> losses();

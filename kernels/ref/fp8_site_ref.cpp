@@ -6,27 +6,12 @@
 #include <tbb/parallel_for.h>
 
 #include "kernels/fp8_site.h"
+#include "kernels/ref/term_sum.h"
 #include "zoff/error.h"
 
 namespace zoff::k {
 
 namespace {
-// acc = -0 + sum_k coeff_k z_k(g), in order (Note [Term passes]: pass 0, nterms <= kMaxTerms).
-float term_sum(uint64_t pid, int64_t g, Dist d, const ZTerm* terms, int nterms) {
-  float acc = -0.0f;
-  for (int t = 0; t < nterms; ++t) {
-    float z[4];
-    if (d == Dist::Gaussian) z_group<Dist::Gaussian>(terms[t].seed, pid, uint64_t(g >> 2), z);
-    else z_group<Dist::Rademacher>(terms[t].seed, pid, uint64_t(g >> 2), z);
-    acc = add_rn(acc, mul_rn(terms[t].coeff, z[g & 3]));
-  }
-  return acc;
-}
-
-uint32_t sr_bits(uint64_t sr_seed, uint64_t pid, int64_t g) {
-  return sr_r16(philox_block(sr_key(sr_seed, 0), pid, uint64_t(g >> 3)), uint64_t(g));
-}
-
 int scale_exp(float s) { return int((f32_bits(s) >> 23) & 0xFFu) - 127; }
 }  // namespace
 

@@ -22,11 +22,16 @@ bool uses_delta_write_back(const OffloadPolicy& p) {
   return p.offload && p.update_site == UpdateSite::Gpu && p.write_back != WriteBack::Dense &&
          p.storage_dtype != DType::F32 &&
          (p.transfer == TransferFormat::Same || (p.transfer == TransferFormat::BF16 && p.storage_dtype == DType::BF16) ||
-          (p.transfer == TransferFormat::F16 && p.storage_dtype == DType::F16) || fp8_gpu_site(p));
+          (p.transfer == TransferFormat::F16 && p.storage_dtype == DType::F16) || fp8_gpu_site(p) || split_gpu_site(p));
 }
 
 bool fp8_gpu_site(const OffloadPolicy& p) {
   return p.offload && p.update_site == UpdateSite::Gpu && p.transfer == TransferFormat::FP8 &&
+         p.storage_dtype == DType::BF16;
+}
+
+bool split_gpu_site(const OffloadPolicy& p) {
+  return p.offload && p.update_site == UpdateSite::Gpu && p.transfer == TransferFormat::BF16Split &&
          p.storage_dtype == DType::BF16;
 }
 
@@ -45,6 +50,7 @@ const char* transfer_format_name(TransferFormat f) {
     case TransferFormat::BF16: return "bf16";
     case TransferFormat::F16: return "fp16";
     case TransferFormat::FP8: return "fp8";
+    case TransferFormat::BF16Split: return "bf16-split";
   }
   return "?";
 }

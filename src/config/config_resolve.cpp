@@ -22,6 +22,7 @@ DType transfer_dtype(const OffloadPolicy& p) {
     case TransferFormat::BF16: return DType::BF16;
     case TransferFormat::F16: return DType::F16;
     case TransferFormat::FP8: return DType::F8_E4M3;
+    case TransferFormat::BF16Split: return DType::BF16;  // lossless: the values are the bf16 master's
     case TransferFormat::Same: break;
   }
   return p.storage_dtype;
@@ -101,6 +102,10 @@ void Loader::check_policy() {
   // copy and returns as a delta (Note [fp8 at the GPU site] in kernels/fp8_site.h), when the update
   // is element-wise, without weight decay.
   if (const ConfigProblem pr = zoff::fp8_gpu_site_problem(cfg_); !pr.key.empty()) {
+    auto [o, key] = later(pr.key.c_str(), "policy.transfer");
+    fail(o, key, pr.message);
+  }
+  if (const ConfigProblem pr = zoff::split_problem(cfg_); !pr.key.empty()) {
     auto [o, key] = later(pr.key.c_str(), "policy.transfer");
     fail(o, key, pr.message);
   }
@@ -210,6 +215,25 @@ ConfigProblem fp8_gpu_site_problem(const RunConfig& c) {
             "transfer = \"fp8\" at update_site = \"gpu\" needs optimizer.weight_decay = 0 (the decay term depends "
             "on the bf16 master's low bits, which the fp8 copy lacks). Use update_site = \"cpu\" or transfer = "
             "\"same\""};
+  return {};
+}
+
+// Note [Split bf16 masters] (offload/block_store.h): split masters are bf16, updated only at the
+// GPU site by element-wise kernels whose change returns as a delta.
+ConfigProblem split_problem(const RunConfig& c) {
+  const OffloadPolicy& p = c.policy;
+  if (!p.offload || p.transfer != TransferFormat::BF16Split) return {};
+  if (p.storage_dtype != DType::BF16)
+    return {"policy.storage_dtype", "transfer = \"bf16-split\" stores bf16 masters split; set policy.storage_dtype = \"bf16\""};
+  if (p.update_site != UpdateSite::Gpu)
+    return {"policy.update_site", "transfer = \"bf16-split\" needs update_site = \"gpu\" (the host only applies the "
+                                  "GPU's delta to split masters); use transfer = \"same\" at the other sites"};
+  if (p.write_back == WriteBack::Dense)
+    return {"policy.write_back", "transfer = \"bf16-split\" returns updates as a delta; set policy.write_back = \"auto\" "
+                                 "or \"delta\""};
+  if (c.optimizer.kind == OptimizerKind::SubZero)
+    return {"optimizer.kind", "transfer = \"bf16-split\" needs element-wise updates (their change returns as a delta); "
+                              "use transfer = \"same\" with SubZero"};
   return {};
 }
 

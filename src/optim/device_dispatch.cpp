@@ -49,6 +49,15 @@ void dispatch_fill_z(float* out, int64_t n, uint64_t pid, uint64_t seed, k::Dist
   ZOFF_FAIL("fill_z: unsupported device ", device.str());
 }
 
+void dispatch_split16_decode(const k::SplitPlanes& p, const k::SplitEscape* escapes, int64_t count, uint16_t* out,
+                             const at::Device& device) {
+  if (device.is_cpu()) return k::ref::split16_decode(p, escapes, count, out);
+#ifdef ZOFF_WITH_CUDA
+  if (device.is_cuda()) return cuda_split16_decode(p, escapes, count, out);
+#endif
+  ZOFF_FAIL("split16_decode: unsupported device ", device.str());
+}
+
 void dispatch_copy_counted(void* dst, const void* src, const unsigned long long* count, int64_t cap,
                            int64_t elem_bytes, const at::Device& device) {
   if (device.is_cpu()) return k::ref::copy_counted(dst, src, count, cap, elem_bytes);

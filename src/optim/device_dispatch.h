@@ -5,6 +5,7 @@
 
 #include "kernels/fp8_site.h"
 #include "kernels/lowrank.h"
+#include "kernels/split16.h"
 #include "kernels/zo_kernels.h"
 
 namespace zoff {
@@ -23,6 +24,10 @@ void dispatch_copy_counted(void* dst, const void* src, const unsigned long long*
                            int64_t elem_bytes, const at::Device& device);
 // Note [Packed codes] (kernels/delta.h): the reference on the CPU, the three packing kernels on CUDA.
 void dispatch_pack_codes(const k::PackCodesArgs& a, const at::Device& device);
+// Note [Split bf16] (kernels/split16.h): the planes (and escapes, readable by the device) of n
+// elements decoded into bf16 bits; the reference on the CPU.
+void dispatch_split16_decode(const k::SplitPlanes& p, const k::SplitEscape* escapes, int64_t count, uint16_t* out,
+                             const at::Device& device);
 // Note [Low-rank stochastic rounding] (kernels/lowrank.h): the reference on the CPU, the fixed-order
 // kernels (scratch from LibTorch's caching allocator) on CUDA; bit-identical.
 void dispatch_lowrank_update_sr(const k::LowRankArgs& a, const at::Device& device);
@@ -40,6 +45,7 @@ void cuda_lowrank_update_sr(const k::LowRankArgs& a);
 void cuda_lowrank_update(const k::LowRankArgs& a);
 void cuda_copy_counted(void* dst, const void* src, const unsigned long long* count, int64_t cap, int64_t elem_bytes);
 void cuda_pack_codes(const k::PackCodesArgs& a);
+void cuda_split16_decode(const k::SplitPlanes& p, const k::SplitEscape* escapes, int64_t count, uint16_t* out);
 #endif
 
 }  // namespace zoff

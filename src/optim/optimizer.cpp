@@ -92,6 +92,19 @@ void ZoOptimizer::apply_update_fp8(const GroupLayout& g, const at::Tensor& q, co
   }
 }
 
+void ZoOptimizer::split_recipe(const GroupLayout& g, k::SplitRecipe* recipe) const {
+  const PendingUpdate& u = pending_;
+  const auto* elem = dynamic_cast<const ElementwiseDirections*>(dirs_.get());
+  ZOFF_CHECK(elem != nullptr, name(), ": split bf16 masters at the GPU site need element-wise directions");
+  recipe->params.clear();
+  recipe->terms = to_kernel_terms(u.terms);
+  recipe->dist = elem->dist();
+  recipe->sr_seed = sr_seed_of(u);
+  // ElementwiseDirections::update: keep = 1 - float(decay), as the kernel forms it (Note [Term passes]).
+  for (const ParamInfo& p : g.params)
+    recipe->params.push_back(k::SplitRecomputeParam{p.offset, p.numel, p.id, 1.0f - float(p.decays() ? u.decay : 0.0)});
+}
+
 void ZoOptimizer::apply_impl(const PendingUpdate& u, const GroupLayout& g, const at::Tensor& flat,
                              const k::DeltaOut* gd) const {
   if (u.empty()) return;

@@ -257,6 +257,22 @@ void ZoStep::visit(int g, const at::Tensor& flat, bool apply_here, const k::Delt
   ++next_group_;
 }
 
+void ZoStep::visit_split(int g, const at::Tensor& planes, bool apply_here, const SplitVisit& v) {
+  const int64_t n = model_.group(g).numel;
+  ZOFF_CHECK(planes.scalar_type() == at::kByte && planes.numel() >= k::split_bytes(n), "group ", g,
+             ": split planes need ", k::split_bytes(n), " bytes, got ", planes.numel());
+  at::Tensor w = src_->fp8_work(n);
+  dispatch_split16_decode(k::split_planes(planes.data_ptr(), n), v.escapes, v.escape_count,
+                          static_cast<uint16_t*>(w.data_ptr()), w.device());
+  const bool update = apply_pending_ && apply_here && !opt_->pending().empty();
+  if (!update) return visit(g, w, false);
+  ZOFF_CHECK(v.delta != nullptr, "group ", g, ": a split master takes an update only as a delta (Note [Split bf16 masters])");
+  k::DeltaOut d = *v.delta;
+  d.overflow = static_cast<uint16_t*>(w.data_ptr());
+  if (v.recipe != nullptr) opt_->split_recipe(model_.group(g), v.recipe);
+  visit(g, w, true, &d);
+}
+
 int64_t ZoStep::scored_tokens() const { return count_.defined() ? count_.item<int64_t>() : 0; }
 
 std::vector<double> ZoStep::losses() {

@@ -92,10 +92,21 @@ class OffloadEngine : public Engine {
     const auto t0 = Clock::now();
     store_ = std::make_unique<BlockStore>(std::move(descs), block_store_options(pol));
     const auto t1 = Clock::now();
-    // HostBuffers come zero-filled (Note [Pinning at scale]), so init writes straight in.
-    for (int l = 0; l < L; ++l) {
-      init(m.layer_group(l), store_->view(l));
-      store_->refresh_transfer_copy(l);
+    // HostBuffers come zero-filled (Note [Pinning at scale]), so init writes straight in; split
+    // masters (Note [Split bf16 masters]) through one bf16 block that write_block encodes.
+    if (store_->split()) {
+      at::Tensor tmp = split_temp();
+      for (int l = 0; l < L; ++l) {
+        at::Tensor t = tmp.narrow(0, 0, store_->numel(l));
+        t.zero_();
+        init(m.layer_group(l), t);
+        store_->write_block(l, t);
+      }
+    } else {
+      for (int l = 0; l < L; ++l) {
+        init(m.layer_group(l), store_->view(l));
+        store_->refresh_transfer_copy(l);
+      }
     }
     const double alloc_s = std::chrono::duration<double>(t1 - t0).count();
     log::info("host store: {} {} in {:.1f} s ({:.1f} GB/s), weights in {:.1f} s", format_bytes(store_->host_bytes()),
@@ -122,12 +133,19 @@ class OffloadEngine : public Engine {
     plan_ = build_plan(plan_config(pol, L, resident));
     exec_->prepare(plan_);
     if (pol.update_site == UpdateSite::Deferred && any_streamed) {
-      ZOFF_CHECK(!store_->has_transfer_copy(), "the deferred update site needs blocks to travel in their storage dtype");
+      ZOFF_CHECK(!store_->has_transfer_copy() && !store_->split(),
+                 "the deferred update site needs blocks to travel in their storage dtype");
       deferred_ = std::make_unique<DeferredUpdates>(m, *store_, *dev_, plan_.streamed, pol.deferred_max_lag);
       catchup_.resize(size_t(L));
     }
     if (any_streamed && uses_delta_write_back(pol) && (!store_->has_transfer_copy() || store_->fp8_exact()))
       make_delta_buffers();
+    ZOFF_INPUT_CHECK(!any_streamed || !store_->split() || delta_ != nullptr,
+                     "split bf16 masters at the GPU update site return every update as a delta (Note [Split bf16 "
+                     "masters]), which needs pinned host masters and host memory for the codes (see the warning "
+                     "above); use policy.transfer = \"same\"");
+    if (store_->split())
+      for (int b = 0; b < L; ++b) split_escapes_.push_back(dev_->mapped_pointer(store_->split_escapes(b)->e));
     ZOFF_INPUT_CHECK(!any_streamed || !store_->fp8_exact() || delta_ != nullptr,
                      "fp8 transfers at the GPU update site return every update as a delta (Note [fp8 at the GPU "
                      "site]), which needs pinned host masters and host memory for the codes (see the warning "
@@ -158,12 +176,15 @@ class OffloadEngine : public Engine {
     // (cheaper, and no list overflowing into scattered PCIe stores), then delta is tried again.
     WriteBackSpec wb;
     const bool fp8_site = delta_ && delta_->fp8();
-    const bool delta_now = delta_ && opt && opt->delta_ok(opt->pending()) && (dense_passes_left_ == 0 || fp8_site);
+    const bool split_site = delta_ && delta_->split();
+    const bool delta_only = fp8_site || split_site;
+    const bool delta_now = delta_ && opt && opt->delta_ok(opt->pending()) && (dense_passes_left_ == 0 || delta_only);
     // Note [fp8 at the GPU site]: the device never holds an fp8 block's master, so nothing but a
-    // delta can bring its update back.
-    ZOFF_CHECK(!(updates && fp8_site && !delta_now), "offload: fp8 transfers at the GPU site need the update as a "
-               "delta, but this update has ", opt ? opt->pending().terms.size() : 0, " terms (at most ", k::kMaxTerms,
-               " fit one pass)");
+    // delta can bring its update back; nor does it hold a split master's bytes as updated (Note
+    // [Split bf16 masters]).
+    ZOFF_CHECK(!(updates && delta_only && !delta_now), "offload: ", fp8_site ? "fp8 transfers" : "split bf16 masters",
+               " at the GPU site need the update as a delta, but this update has ",
+               opt ? opt->pending().terms.size() : 0, " terms (at most ", k::kMaxTerms, " fit one pass)");
     wb.mode = !updates ? WriteBackMode::Skip : delta_now ? WriteBackMode::Delta : WriteBackMode::Dense;
     if (updates && delta_ && dense_passes_left_ > 0) --dense_passes_left_;
     last_write_back_ = cpu_site ? WriteBackMode::Skip : wb.mode;
@@ -171,6 +192,18 @@ class OffloadEngine : public Engine {
     dev_->launch(StreamId::Compute, [&] { step.visit(m_.embed_group(), embed_); }, -1);
     auto compute = [&](int b, at::Tensor buf) {
       const bool res = resident_->is_resident(b);
+      if (split_site && !res) {
+        const bool upd = wb.mode == WriteBackMode::Delta;
+        const int k = plan_.slot_of_block[size_t(b)];
+        if (upd) delta_->prepare_slot(k);
+        const k::DeltaOut d = upd ? delta_->out(b, k) : k::DeltaOut{};
+        ZoStep::SplitVisit v;
+        v.escapes = static_cast<const k::SplitEscape*>(split_escapes_[size_t(b)]);
+        v.escape_count = store_->split_escapes(b)->count;
+        v.delta = upd ? &d : nullptr;
+        v.recipe = upd ? delta_->split_recipe(b) : nullptr;
+        return step.visit_split(m_.layer_group(b), buf, upd, v);
+      }
       if (wb.mode == WriteBackMode::Delta && !res) {
         const int k = plan_.slot_of_block[size_t(b)];
         delta_->prepare_slot(k);
@@ -193,7 +226,7 @@ class OffloadEngine : public Engine {
       throw;
     }
     finish_delta_applies(false);
-    if (wb.mode == WriteBackMode::Delta && !fp8_site &&
+    if (wb.mode == WriteBackMode::Delta && !delta_only &&
         double(pass_exceptions_) > kDeltaMaxExceptions * double(streamed_numel_)) {
       dense_passes_left_ = kDeltaBackoff;
       if (!warned_fallback_)
@@ -209,6 +242,7 @@ class OffloadEngine : public Engine {
     if (deferred_) return flush_deferred(opt);
     if (opt.pending().empty()) return;
     if (delta_ && delta_->fp8()) return flush_fp8(opt);
+    if (store_->split()) return flush_split(opt);
     const bool cpu_site = pol_.update_site == UpdateSite::Cpu;
     if (cpu_site) start_host_updates(opt);
     dev_->launch(StreamId::Compute, [&] { opt.apply_update(m_.group(m_.embed_group()), embed_); }, -1);
@@ -247,6 +281,27 @@ class OffloadEngine : public Engine {
     opt.clear_pending();
   }
 
+  // Note [Split bf16 masters]: likewise for split masters, through one decoded bf16 block.
+  void flush_split(ZoOptimizer& opt) {
+    update_device_groups(opt);
+    at::Tensor tmp = split_temp();
+    for (int b : plan_.streamed) {
+      at::Tensor t = tmp.narrow(0, 0, store_->numel(b));
+      store_->read_block(b, t);
+      opt.apply_update(m_.group(m_.layer_group(b)), t);
+      store_->write_block(b, t);
+    }
+    dev_->synchronize_all();
+    opt.clear_pending();
+  }
+
+  // A host bf16 buffer of the largest block (split masters are read and written through it).
+  at::Tensor split_temp() const {
+    int64_t big = 0;
+    for (int b = 0; b < store_->num_blocks(); ++b) big = std::max(big, store_->numel(b));
+    return at::empty({big}, at::TensorOptions().dtype(at::kBFloat16));
+  }
+
   std::vector<at::Tensor> host_groups() override {
     dev_->synchronize_all();
     drain_applies();
@@ -255,7 +310,11 @@ class OffloadEngine : public Engine {
     std::vector<at::Tensor> out;
     // copy=true: never alias the live buffers (the store's memory dies with the engine).
     out.push_back(embed_.to(at::kCPU, at::kFloat, false, true));
-    for (int l = 0; l < m_.num_layers(); ++l) out.push_back(store_->view(l).to(at::kFloat, false, true));
+    for (int l = 0; l < m_.num_layers(); ++l) {
+      at::Tensor f = at::empty({store_->numel(l)}, at::TensorOptions().dtype(at::kFloat));
+      store_->read_block(l, f);
+      out.push_back(f);
+    }
     out.push_back(head_.to(at::kCPU, at::kFloat, false, true));
     return out;
   }
@@ -266,10 +325,7 @@ class OffloadEngine : public Engine {
     if (deferred_) deferred_->drain();  // nothing may replay onto the loaded weights
     embed_.copy_(flats.at(size_t(m_.embed_group())));
     head_.copy_(flats.at(size_t(m_.head_group())));
-    for (int l = 0; l < m_.num_layers(); ++l) {
-      store_->view(l).copy_(flats.at(size_t(m_.layer_group(l))));
-      store_->refresh_transfer_copy(l);
-    }
+    for (int l = 0; l < m_.num_layers(); ++l) store_->write_block(l, flats.at(size_t(m_.layer_group(l))));
     resident_->load_from_host();
   }
 
@@ -309,6 +365,7 @@ class OffloadEngine : public Engine {
         const ApplyPassStats total = applier_->total();
         j["delta_exceptions_total"] = total.exceptions;
         j["delta_apply_busy_total_ms"] = total.busy_ms;
+        if (delta_->split()) j["split_reencoded_blocks"] = delta_->reencoded();  // since the engine started
         if (delta_->fp8()) {  // since the engine started
           j["fp8_rescaled_rows"] = delta_->rescaled_rows();
           j["delta_overflowed"] = delta_->overflowed();
@@ -474,6 +531,7 @@ class OffloadEngine : public Engine {
   std::future<void> host_updates_;
   HostUpdateWaitFn skip_wait_ = [](int) {};
   std::unique_ptr<DeltaBuffers> delta_;  // GPU site with delta write-back only
+  std::vector<void*> split_escapes_;     // split masters: each block's escape list as the device reads it
   WriteBackMode last_write_back_ = WriteBackMode::Dense;
   bool delta_pass_ = false;   // a delta pass's applies were started and not yet finished
   bool lag_applies_ = false;  // Note [Applies across passes]: the fp8 GPU site

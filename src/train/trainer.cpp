@@ -173,8 +173,8 @@ Trainer::Trainer(RunConfig cfg) : cfg_(std::move(cfg)), impl_(std::make_unique<I
                      cuda_device_count(), " CUDA device(s) (one GPU per process: zoff launch --nproc <= GPUs)");
     select_cuda_device(gpu);
   }
-  if (const ConfigProblem pr = fp8_gpu_site_problem(cfg_); !pr.key.empty())
-    throw InputError(cfg_.source + ": " + pr.key + ": " + pr.message, "trainer.cpp");
+  for (const ConfigProblem& pr : {fp8_gpu_site_problem(cfg_), split_problem(cfg_)})
+    if (!pr.key.empty()) throw InputError(cfg_.source + ": " + pr.key + ": " + pr.message, "trainer.cpp");
   I.dist = std::make_unique<Distributed>(cfg_.distributed, cfg_.source, denv, I.device.is_cuda() ? gpu : -1);
   I.dist->check_same_config(dump_resolved_config(cfg_));
   if (I.dist->active() && I.dist->mode() == DistMode::Data)

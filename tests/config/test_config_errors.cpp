@@ -89,7 +89,7 @@ TEST(ConfigErrors, OutOfRangeValues) {
       {"[train]\nseed = -1\n", "train.seed", "must be >= 0"},
       {"[optimizer]\nkind = \"adam\"\n", "optimizer.kind", "expected one of: mezo, fzoo, subzero, svrg"},
       {"[optimizer]\nlr_schedule = \"cosin\"\n", "optimizer.lr_schedule", "did you mean 'cosine'?"},
-      {"[policy]\ntransfer = \"int4\"\n", "policy.transfer", "expected one of: same, bf16, fp16, fp8"},
+      {"[policy]\ntransfer = \"int4\"\n", "policy.transfer", "expected one of: same, bf16, fp16, fp8, bf16-split"},
       {"[policy]\nstorage_dtype = \"fp8\"\n", "policy.storage_dtype", "expected one of: fp32, bf16, fp16"},
       {"[train]\ndevice = \"tpu\"\n", "train.device", "expected one of: auto, cpu, cuda"},
       {"[policy]\nname = \"\"\n", "policy.name", "must not be empty"},

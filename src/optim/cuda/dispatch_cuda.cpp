@@ -30,6 +30,9 @@ void cuda_lowrank_update(const k::LowRankArgs& a) {
 }
 
 void cuda_pack_codes(const k::PackCodesArgs& a) { k::pack_codes(a, current()); }
+void cuda_split16_decode(const k::SplitPlanes& p, const k::SplitEscape* escapes, int64_t count, uint16_t* out) {
+  k::split16_decode(p, escapes, count, out, current());
+}
 
 void cuda_copy_counted(void* dst, const void* src, const unsigned long long* count, int64_t cap, int64_t elem_bytes) {
   k::copy_counted(dst, src, count, cap, elem_bytes, current());

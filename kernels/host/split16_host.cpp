@@ -1,0 +1,358 @@
+// Host apply of a bf16 delta to a split block (Note [Host split apply]): code words in parallel, escape changes merged once.
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <mutex>
+#include <vector>
+
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+
+#include "kernels/split16.h"
+#include "zoff/error.h"
+
+namespace zoff::k {
+namespace {
+
+// Note [Host split apply]
+// apply_split_delta_host leaves the split block (planes and escapes, Note [Split bf16]) decoding to
+// exactly what ref::apply_delta leaves on the decoded master, and runs on the training's critical
+// path, so it touches only what changes. Two passes, each followed by a merge of the escape list:
+//  A. the codes, oneTBB over ranges of kGrainWords code words (32 elements each, one packed tile
+//     for packed codes). A word owns 16 whole nibble bytes and lies in one group (8 words per
+//     group), so ranges write their lo bytes and nibbles without races; a zero word costs 8 bytes
+//     read (a bitmap bit when packed) and nothing else. +1 without a carry (lo != 0xFF) and -1
+//     without a borrow (lo != 0x00) write only the lo byte. Otherwise (1 change in 256, and every
+//     recomputed exception) the element's old high byte comes from its nibble, or for an escaped
+//     element from a binary search in the sorted list, and its new high byte is re-encoded under the
+//     group's base (bases never change here). An escape that stays an escape updates its entry's hi
+//     in place (the entries' indices, all the searches read, are never written during a pass); an
+//     element that moves into or out of the list writes its nibble at once and records an insert
+//     {index, hi} or a remove index (per-range buffers, appended under a mutex: they are rare).
+//     Code-3 elements are skipped, or, when the device's list overflowed (count > capacity: its
+//     entries past capacity went nowhere), recomputed from their old bits with the recipe, and the
+//     list is ignored.
+//  B. the list's exceptions {index, new bits}, oneTBB over entries (Note [Racing nibbles]). After
+//     pass A's merge the block is consistent again (nibble 15 exactly for the listed elements), so
+//     pass B is the same element update as A's slow path, and an entry for an element that the codes
+//     also moved (which no update produces, but apply_delta defines: the list is applied last) comes
+//     out right as well.
+// Merge: the sorted removes and inserts go into the sorted list in one pass (into scratch.merged,
+// copied back when it fits). A list that outgrows its capacity stays in scratch.merged through pass
+// B; if it still does not fit then, the block is decoded (into scratch.bf16) and re-encoded with
+// fresh bases; a block that does not fit even so is an error, after the planes hold the update.
+// A bad list index is skipped (never written out of bounds) and reported after the merges, as is a
+// recomputed exception outside the recipe's parameters, so the block stays consistent.
+//
+// Note [Racing nibbles]
+// Two elements share a nibble byte, so list entries for neighbours i and i ^ 1, applied by different
+// threads in pass B, would race on a plain read-modify-write of that byte. Pass B therefore loads
+// nibbles with __atomic_load_n and writes them with an __atomic_compare_exchange loop on the byte
+// (each thread changes only its own nibble, so a failed exchange just retries with the neighbour's
+// new half). Grouping entries by range instead would need the list sorted or bucketed first; the
+// CAS is one uncontended atomic per exception (~0.1% of elements). Pass A needs none of this (its
+// ranges are whole code words).
+constexpr int64_t kGrainWords = 2048;     // = kPackTileWords: one packed tile per TBB chunk
+constexpr int64_t kGrainEntries = 16384;  // list entries per TBB chunk
+static_assert(kGrainWords == kPackTileWords, "one apply range is one packed tile");
+static_assert(kSplitGroup % 32 == 0, "a code word lies in one group");
+
+struct Changes {  // escape-list changes found by a pass
+  std::mutex mu;
+  std::vector<SplitEscape>* inserts;
+  std::vector<uint32_t>* removes;
+  void add(std::vector<SplitEscape>& ins, std::vector<uint32_t>& rem) {
+    if (ins.empty() && rem.empty()) return;
+    std::lock_guard<std::mutex> lk(mu);
+    inserts->insert(inserts->end(), ins.begin(), ins.end());
+    removes->insert(removes->end(), rem.begin(), rem.end());
+  }
+};
+
+template <bool kAtomic>
+struct Pass {
+  const SplitPlanes& p;
+  SplitEscape* list;  // sorted by index; hi updated in place, indices never
+  int64_t count;
+
+  uint32_t nibble(int64_t i) const {
+    const uint8_t b = kAtomic ? __atomic_load_n(p.nib + (i >> 1), __ATOMIC_RELAXED) : p.nib[i >> 1];
+    return (b >> (4 * (i & 1))) & 15u;
+  }
+  void write_nibble(int64_t i, uint32_t v) const {
+    uint8_t* q = p.nib + (i >> 1);
+    const int sh = 4 * int(i & 1);
+    if constexpr (kAtomic) {
+      uint8_t old = __atomic_load_n(q, __ATOMIC_RELAXED);
+      while (!__atomic_compare_exchange_n(q, &old, uint8_t((old & ~(15u << sh)) | (v << sh)), true, __ATOMIC_RELAXED,
+                                          __ATOMIC_RELAXED)) {
+      }
+    } else {
+      *q = uint8_t((*q & ~(15u << sh)) | (v << sh));
+    }
+  }
+  SplitEscape* find(int64_t i) const {
+    SplitEscape* e = std::lower_bound(list, list + count, uint32_t(i),
+                                      [](const SplitEscape& a, uint32_t x) { return a.index < x; });
+    ZOFF_CHECK(e != list + count && e->index == uint32_t(i), "apply_split_delta_host: element ", i,
+               " has the escape nibble but no escape list entry (a corrupt split block)");
+    return e;
+  }
+  // Element i's old bits (its nibble v, entry e when escaped).
+  uint16_t old_bits(int64_t i, uint32_t base, uint32_t& v, SplitEscape*& e) const {
+    v = nibble(i);
+    e = v == kSplitEscapeNibble ? find(i) : nullptr;
+    return uint16_t(((e != nullptr ? e->hi : split_hi(v, base)) << 8) | p.lo[i]);
+  }
+  // Element i (nibble v, entry e) becomes `bits`.
+  void set(int64_t i, uint32_t base, uint32_t v, SplitEscape* e, uint16_t old, uint16_t bits,
+           std::vector<SplitEscape>& ins, std::vector<uint32_t>& rem) const {
+    p.lo[i] = uint8_t(bits & 0xFFu);
+    const uint32_t hi = uint32_t(bits) >> 8;
+    if (hi == uint32_t(old) >> 8) return;
+    const uint32_t nv = split_nibble(hi, base);
+    if (e != nullptr && nv == kSplitEscapeNibble) {
+      e->hi = hi;
+      return;
+    }
+    write_nibble(i, nv);
+    if (e != nullptr) rem.push_back(uint32_t(i));
+    else if (nv == kSplitEscapeNibble) ins.push_back(SplitEscape{uint32_t(i), hi});
+  }
+};
+
+// Pass A over one range of code words.
+struct CodePass {
+  const ApplySplitDeltaArgs& a;
+  Pass<false> pass;
+  Changes& changes;
+  bool recompute;
+  std::atomic<int64_t> recomputed{0}, uncovered{INT64_MAX};
+
+  const SplitRecomputeParam* param_of(int64_t i, int64_t& cur) const {
+    const std::vector<SplitRecomputeParam>& ps = a.recipe->params;
+    if (cur >= 0 && i >= ps[size_t(cur)].offset && i < ps[size_t(cur)].offset + ps[size_t(cur)].numel)
+      return &ps[size_t(cur)];
+    auto it = std::upper_bound(ps.begin(), ps.end(), i, [](int64_t x, const SplitRecomputeParam& q) { return x < q.offset; });
+    if (it == ps.begin() || i >= (it - 1)->offset + (it - 1)->numel) return nullptr;
+    cur = (it - 1) - ps.begin();
+    return &*(it - 1);
+  }
+
+  void range(int64_t w0, int64_t w1, const int64_t* packed_first) {
+    std::vector<SplitEscape> ins;
+    std::vector<uint32_t> rem;
+    int64_t cur = -1, rec = 0;
+    const int64_t n = a.planes.n, full = n / 32, W = pack_code_words(n);
+    auto word = [&](int64_t w, uint64_t cw) {
+      if (w == W - 1 && n % 32 != 0) cw &= (uint64_t(1) << (2 * (n % 32))) - 1;  // codes past n
+      const uint32_t base = a.planes.base[(32 * w) / kSplitGroup];
+      for (; cw != 0;) {
+        const int b = __builtin_ctzll(cw) & ~1;
+        const uint32_t c = uint32_t(cw >> b) & 3u;
+        cw &= ~(uint64_t(3) << b);
+        const int64_t i = 32 * w + b / 2;
+        uint8_t& lo = a.planes.lo[i];
+        if (c == kDeltaUp && lo != 0xFFu) ++lo;
+        else if (c == kDeltaDown && lo != 0x00u) --lo;
+        else if (c != kDeltaException || recompute) {
+          uint32_t v;
+          SplitEscape* e;
+          const uint16_t old = pass.old_bits(i, base, v, e);
+          uint16_t nw = uint16_t(c == kDeltaUp ? old + 1u : old - 1u);
+          if (c == kDeltaException) {
+            const SplitRecomputeParam* q = param_of(i, cur);
+            if (q == nullptr) {
+              int64_t seen = uncovered.load(std::memory_order_relaxed);
+              while (i < seen && !uncovered.compare_exchange_weak(seen, i, std::memory_order_relaxed)) {
+              }
+              continue;
+            }
+            nw = ref::split_recompute_one(old, *a.recipe, *q, i - q->offset);
+            ++rec;
+          }
+          pass.set(i, base, v, e, old, nw, ins, rem);
+        }
+      }
+    };
+    if (a.bitmap != nullptr) {
+      const auto* packed = reinterpret_cast<const uint64_t*>(a.codes);
+      int64_t next = *packed_first;
+      for (int64_t k = w0 / 32; 32 * k < w1; ++k) {
+        uint32_t bits = a.bitmap[k];
+        if (32 * k + 32 > w1) bits &= (1u << (w1 - 32 * k)) - 1u;
+        for (; bits != 0; bits &= bits - 1) word(32 * k + __builtin_ctz(bits), packed[next++]);
+      }
+    } else {
+      for (int64_t w = w0; w < std::min(w1, full); ++w) {
+        uint64_t cw;
+        std::memcpy(&cw, a.codes + 8 * w, 8);
+        if (cw == 0) continue;
+        word(w, cw);
+        if (!a.keep_codes) std::memset(a.codes + 8 * w, 0, 8);
+      }
+      if (w1 > full) {  // the last, partial word: (n % 32 + 3) / 4 bytes
+        const size_t bytes = size_t((n + 3) / 4 - 8 * full);
+        uint64_t cw = 0;
+        std::memcpy(&cw, a.codes + 8 * full, bytes);
+        word(full, cw);
+        if (!a.keep_codes) std::memset(a.codes + 8 * full, 0, bytes);
+      }
+    }
+    recomputed += rec;
+    changes.add(ins, rem);
+  }
+};
+
+// Merges sorted removes and inserts into the sorted list [list, list + count) -> out.
+void merge(const SplitEscape* list, int64_t count, const std::vector<SplitEscape>& ins,
+           const std::vector<uint32_t>& rem, std::vector<SplitEscape>& out) {
+  out.clear();
+  out.reserve(size_t(count) + ins.size());
+  size_t k = 0, r = 0;
+  for (int64_t j = 0; j < count; ++j) {
+    for (; k < ins.size() && ins[k].index < list[j].index; ++k) out.push_back(ins[k]);
+    if (r < rem.size() && rem[r] == list[j].index) ++r;
+    else out.push_back(list[j]);
+  }
+  out.insert(out.end(), ins.begin() + std::ptrdiff_t(k), ins.end());
+  ZOFF_CHECK(r == rem.size(), "apply_split_delta_host: ", rem.size() - r, " escapes to remove are not in the list");
+}
+
+// The escape list during an apply: the caller's, or (after outgrowing its capacity) scratch.merged.
+struct ListState {
+  SplitEscapes& esc;
+  SplitApplyScratch& s;
+  bool spilled = false;
+  SplitEscape* data() { return spilled ? s.merged.data() : esc.e; }
+  int64_t size() const { return spilled ? int64_t(s.merged.size()) : esc.count; }
+
+  void commit(ApplySplitResult& res) {
+    if (s.inserts.empty() && s.removes.empty()) return;
+    auto by_index = [](const SplitEscape& x, const SplitEscape& y) { return x.index < y.index; };
+    std::sort(s.inserts.begin(), s.inserts.end(), by_index);
+    std::sort(s.removes.begin(), s.removes.end());
+    res.escapes_added += int64_t(s.inserts.size());
+    res.escapes_removed += int64_t(s.removes.size());
+    std::vector<SplitEscape> spill;  // only when the list is already spilled (rare)
+    merge(data(), size(), s.inserts, s.removes, spilled ? spill : s.merged);
+    if (spilled) s.merged.swap(spill);
+    spilled = int64_t(s.merged.size()) > esc.capacity;
+    if (!spilled) {
+      if (!s.merged.empty()) std::memcpy(esc.e, s.merged.data(), s.merged.size() * sizeof(SplitEscape));
+      esc.count = int64_t(s.merged.size());
+    }
+    s.inserts.clear();
+    s.removes.clear();
+  }
+};
+
+void check_args(const ApplySplitDeltaArgs& a) {
+  const SplitPlanes& p = a.planes;
+  ZOFF_CHECK(p.n >= 0 && p.n <= int64_t(0xFFFFFFFFll), "apply_split_delta_host: n = ", p.n);
+  ZOFF_CHECK(a.escapes != nullptr && a.escapes->count >= 0 && a.escapes->count <= a.escapes->capacity &&
+                 (a.escapes->capacity == 0 || a.escapes->e != nullptr),
+             "apply_split_delta_host: null escapes, or an escape count outside [0, capacity]");
+  ZOFF_CHECK(p.n == 0 || (p.lo != nullptr && p.nib != nullptr && p.base != nullptr && a.codes != nullptr),
+             "apply_split_delta_host: null planes or codes with n = ", p.n);
+  ZOFF_CHECK(a.count >= 0 && a.capacity >= 0, "apply_split_delta_host: count = ", a.count, ", capacity = ", a.capacity);
+  ZOFF_CHECK(a.count > a.capacity || a.count == 0 || a.list != nullptr, "apply_split_delta_host: ", a.count,
+             " entries but list == nullptr");
+  if (a.count <= a.capacity) return;
+  ZOFF_CHECK(a.recipe != nullptr, "apply_split_delta_host: the delta list overflowed (", a.count, " exceptions, room for ",
+             a.capacity, ") and no recipe was given to recompute them");
+  const SplitRecipe& r = *a.recipe;
+  ZOFF_CHECK(r.terms.size() <= size_t(kMaxTerms), "apply_split_delta_host: the recipe has ", r.terms.size(),
+             " terms; a delta update is one pass of at most ", kMaxTerms);
+  for (size_t k = 0; k < r.params.size(); ++k)
+    ZOFF_CHECK(r.params[k].numel >= 0 && (k == 0 || r.params[k - 1].offset + r.params[k - 1].numel <= r.params[k].offset),
+               "apply_split_delta_host: recipe parameter ", k, " (offset ", r.params[k].offset, ", numel ",
+               r.params[k].numel, ") is not sorted by offset or overlaps the one before");
+}
+
+}  // namespace
+
+ApplySplitResult apply_split_delta_host(const ApplySplitDeltaArgs& a) {
+  check_args(a);
+  ApplySplitResult res;
+  const int64_t n = a.planes.n;
+  if (n == 0) return res;
+  SplitApplyScratch own;
+  SplitApplyScratch& s = a.scratch != nullptr ? *a.scratch : own;
+  s.inserts.clear();
+  s.removes.clear();
+  ListState L{*a.escapes, s};
+  Changes changes{{}, &s.inserts, &s.removes};
+  const bool recompute = a.count > a.capacity;
+
+  // Pass A: the codes.
+  CodePass cp{a, Pass<false>{a.planes, L.data(), L.size()}, changes, recompute};
+  const int64_t W = pack_code_words(n), R = (W + kGrainWords - 1) / kGrainWords;
+  if (a.bitmap != nullptr) {
+    s.packed.resize(size_t(R) + 1);
+    packed_range_offsets(a.bitmap, n, a.packed_count, s.packed.data(), "apply_split_delta_host");
+  }
+  tbb::parallel_for(tbb::blocked_range<int64_t>(0, R, 1), [&](const tbb::blocked_range<int64_t>& r) {
+    for (int64_t b = r.begin(); b < r.end(); ++b)
+      cp.range(b * kGrainWords, std::min(W, (b + 1) * kGrainWords), a.bitmap ? &s.packed[size_t(b)] : nullptr);
+  });
+  L.commit(res);
+  res.recomputed = cp.recomputed.load();
+  res.exceptions = res.recomputed;
+
+  // Pass B: the list's exceptions (Note [Racing nibbles]).
+  const int64_t entries = recompute ? 0 : a.count;
+  std::atomic<int64_t> bad{entries}, applied{0};
+  const Pass<true> pb{a.planes, L.data(), L.size()};
+  auto apply_list = [&](int64_t s0, int64_t s1) {
+    std::vector<SplitEscape> ins;
+    std::vector<uint32_t> rem;
+    int64_t done = 0;
+    for (int64_t k = s0; k < s1; ++k) {
+      const DeltaEntry d = a.list[k];
+      if (int64_t(d.index) >= n) {
+        int64_t seen = bad.load(std::memory_order_relaxed);
+        while (k < seen && !bad.compare_exchange_weak(seen, k, std::memory_order_relaxed)) {
+        }
+        continue;
+      }
+      const uint32_t base = a.planes.base[d.index / kSplitGroup];
+      uint32_t v;
+      SplitEscape* e;
+      const uint16_t old = pb.old_bits(d.index, base, v, e);
+      pb.set(d.index, base, v, e, old, d.bits, ins, rem);
+      ++done;
+    }
+    applied += done;
+    changes.add(ins, rem);
+  };
+  if (entries <= kGrainEntries) apply_list(0, entries);
+  else
+    tbb::parallel_for(tbb::blocked_range<int64_t>(0, entries, kGrainEntries),
+                      [&](const tbb::blocked_range<int64_t>& r) { apply_list(r.begin(), r.end()); });
+  L.commit(res);
+  res.exceptions += applied.load();
+
+  if (L.spilled) {  // Note [Host split apply]: fresh bases
+    res.reencoded = true;
+    s.bf16.resize(size_t(n));
+    ref::split16_decode(a.planes, s.merged.data(), int64_t(s.merged.size()), s.bf16.data());
+    if (!ref::split16_encode(s.bf16.data(), a.planes, a.escapes)) {
+      const int64_t need = a.escapes->count;
+      a.escapes->count = a.escapes->capacity;  // never past the list's room
+      ZOFF_FAIL("apply_split_delta_host: a block of ", n, " elements needs ", need,
+                " escapes even re-encoded with fresh bases, but its escape list has room for ", a.escapes->capacity,
+                ". The planes already hold this update (the escapes past the room are lost), so the block is "
+                "unusable; transfer = \"bf16\" (instead of \"bf16-split\") keeps these weights out of the format");
+    }
+  }
+  if (const int64_t k = bad.load(); k < entries)
+    ZOFF_FAIL("apply_split_delta_host: list entry ", k, " has index ", a.list[k].index, " outside the block's ", n,
+              " elements");
+  if (const int64_t i = cp.uncovered.load(); i != INT64_MAX)
+    ZOFF_FAIL("apply_split_delta_host: exception at element ", i,
+              " lies in no parameter of the recipe (it was left unchanged)");
+  return res;
+}
+
+}  // namespace zoff::k
