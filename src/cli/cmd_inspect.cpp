@@ -55,7 +55,8 @@ json groups_json(const Model& m) {
                       {"numel", g.numel},
                       {"bytes", {{"fp32", group_bytes(g, DType::F32)},
                                  {"bf16", group_bytes(g, DType::BF16)},
-                                 {"fp8", group_transfer_bytes(g, DType::BF16, TransferFormat::FP8)}}}});
+                                 {"fp8", group_transfer_bytes(g, DType::BF16, TransferFormat::FP8)},
+                                 {"bf16-split", group_transfer_bytes(g, DType::BF16, TransferFormat::BF16Split)}}}});
   return groups;
 }
 

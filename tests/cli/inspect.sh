@@ -33,6 +33,7 @@ for g in groups:
     assert g["bytes"]["fp32"] == 4 * g["numel"] and g["bytes"]["bf16"] == 2 * g["numel"]
     assert g["numel"] >= g["params"] and g["numel"] % 8 == 0
     assert g["bytes"]["fp8"] > (g["numel"] + 15) // 16 * 16, "fp8 has no scales"
+    assert 1.5 * g["numel"] <= g["bytes"]["bf16-split"] < 1.6 * g["numel"] + 64, "bf16-split is not 1.5 bytes an element"
 used = [t for t in r["tensors"] if t["group"]]
 assert sum(t["bytes"] for t in used) == 4 * r["num_params"], "checkpoint tensors do not cover the parameters"
 assert r["problems"] == []
