@@ -1,6 +1,7 @@
 // Delta write-back (Note [Delta write-back]) leaves the masters bit-identical to resident training.
 #include "common/remove_tree.h"
 #include "common/tiny_run.h"
+#include "common/train_expect.h"
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -54,11 +55,7 @@ RunConfig streamed(RunConfig c, WriteBack wb, int slots) {
 }
 
 void expect_identical(const Result& a, const Result& b, const std::string& what) {
-  ASSERT_EQ(a.weights.size(), b.weights.size());
-  for (size_t g = 0; g < a.weights.size(); ++g)
-    EXPECT_TRUE(at::equal(a.weights[g], b.weights[g]))
-        << what << ": group " << g << " differs, max |diff| "
-        << (a.weights[g].to(at::kFloat) - b.weights[g].to(at::kFloat)).abs().max().item<double>();
+  testing::expect_same_weights(a.weights, b.weights, what);
 }
 
 int64_t total_exceptions(const Result& r) {

@@ -7,6 +7,7 @@
 
 #include "common/remove_tree.h"
 #include "common/tiny_run.h"
+#include "common/train_expect.h"
 #include "zoff/error.h"
 #include "zoff/replay.h"
 #include "zoff/trainer.h"
@@ -210,15 +211,7 @@ TEST(Fp8GpuSite, LossesTrackTheBf16Run) {
 
 // What the GPU cannot decide from an fp8 copy is refused up front, naming the key.
 TEST(Fp8GpuSite, UnsupportedCombinationsNameTheKey) {
-  auto expect_error = [](RunConfig c, const std::string& key) {
-    try {
-      Trainer t(c);
-      ADD_FAILURE() << "accepted; expected an error about " << key;
-    } catch (const Error& e) {
-      EXPECT_NE(std::string(e.what()).find(key), std::string::npos) << e.what();
-    }
-    zoff::testing::remove_tree(c.train.output_dir);
-  };
+  const auto expect_error = testing::expect_config_error;
   RunConfig wd = fp8_config(OptimizerKind::MeZO, 1e-3);
   wd.optimizer.weight_decay = 0.01;
   expect_error(wd, "weight_decay");

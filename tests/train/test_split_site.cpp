@@ -1,6 +1,7 @@
 // Split bf16 masters (Note [Split bf16 masters]) train to the same bits as resident bf16 training.
 #include "common/remove_tree.h"
 #include "common/tiny_run.h"
+#include "common/train_expect.h"
 #include <gtest/gtest.h>
 
 #include <string>
@@ -53,11 +54,7 @@ Result run(RunConfig c, int steps) {
 }
 
 void expect_identical(const Result& a, const Result& b, const std::string& what) {
-  ASSERT_EQ(a.weights.size(), b.weights.size());
-  for (size_t g = 0; g < a.weights.size(); ++g)
-    EXPECT_TRUE(at::equal(a.weights[g], b.weights[g]))
-        << what << ": group " << g << " differs, max |diff| "
-        << (a.weights[g].to(at::kFloat) - b.weights[g].to(at::kFloat)).abs().max().item<double>();
+  testing::expect_same_weights(a.weights, b.weights, what);
   ASSERT_EQ(a.losses.size(), b.losses.size());
   for (size_t i = 0; i < a.losses.size(); ++i) EXPECT_EQ(a.losses[i], b.losses[i]) << what << ": step " << i;
 }
@@ -141,21 +138,12 @@ TEST(SplitSite, CheckpointResumes) {
     resumed = t.snapshot_weights();
   }
   for (const RunConfig* c : {&c0, &c1, &c2}) zoff::testing::remove_tree(c->train.output_dir);
-  ASSERT_EQ(full.size(), resumed.size());
-  for (size_t g = 0; g < full.size(); ++g) EXPECT_TRUE(at::equal(full[g], resumed[g])) << "group " << g;
+  testing::expect_same_weights(resumed, full, "resumed at step 3");
 }
 
 // What split masters cannot do is refused up front, naming the key.
 TEST(SplitSite, UnsupportedCombinationsNameTheKey) {
-  auto expect_error = [](RunConfig c, const std::string& key) {
-    try {
-      Trainer t(c);
-      ADD_FAILURE() << "accepted; expected an error about " << key;
-    } catch (const Error& e) {
-      EXPECT_NE(std::string(e.what()).find(key), std::string::npos) << e.what();
-    }
-    zoff::testing::remove_tree(c.train.output_dir);
-  };
+  const auto expect_error = testing::expect_config_error;
   auto split = [] { return streamed(base_config(OptimizerKind::MeZO, 1e-3, 0.0), TransferFormat::BF16Split, 2); };
   RunConfig f32 = split();
   f32.policy.storage_dtype = DType::F32;
