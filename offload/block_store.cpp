@@ -119,11 +119,6 @@ k::SplitEscapes* BlockStore::split_escapes(int b) {
   return &escapes_[size_t(check(b))];
 }
 
-const k::SplitEscapes& BlockStore::split_escapes(int b) const {
-  ZOFF_CHECK(split(), "BlockStore: split_escapes of a store that is not split");
-  return escapes_[size_t(check(b))];
-}
-
 void BlockStore::read_block(int b, at::Tensor out) const {
   ZOFF_CHECK(out.device().is_cpu() && out.is_contiguous() && out.numel() == numel(b), "BlockStore::read_block: block ",
              b, " needs a contiguous CPU tensor of ", numel(b), " elements");

@@ -58,7 +58,6 @@ class BlockStore {
   bool split() const { return opts_.transfer == TransferFormat::BF16Split; }
   k::SplitPlanes split_planes(int b) const;
   k::SplitEscapes* split_escapes(int b);
-  const k::SplitEscapes& split_escapes(int b) const;
   // The block's values into `out` (CPU, numel(b) elements, any float dtype; bf16 for split is a
   // straight decode).
   void read_block(int b, at::Tensor out) const;

@@ -49,7 +49,7 @@ class ZoStep {
              const Fp8Visit* fp8 = nullptr);
   // Note [Split bf16 masters] (offload/block_store.h): `planes` holds the group's split bf16
   // planes (kernels/split16.h) and `escapes` (device-readable) its escape list. The planes are
-  // decoded into the bf16 work buffer of one group (the fp8 update buffer), the pending update is
+  // decoded into the bf16 work buffer of one group (shared with fp8 updates), the pending update is
   // applied there with its change reported to `delta` (exceptions past the list's capacity are
   // stored into the work buffer itself, a no-op, and the host recomputes them from `recipe`,
   // filled here), and the forwards run on it.
@@ -70,8 +70,8 @@ class ZoStep {
   // Bytes of the perturbation scratch (one largest matrix in the compute dtype), plus the mirror
   // buffer when mirroring is on.
   int64_t scratch_bytes() const;
-  // Bytes of the fp8 update buffer (0 until an fp8 update visit allocated it).
-  int64_t fp8_work_bytes() const;
+  // Bytes of the bf16 work buffer of fp8 updates and split visits (0 until one allocated it).
+  int64_t work16_bytes() const;
   // Note [Mirror forwards]: when on, a forward whose terms are exactly the negation of an earlier
   // forward's (MeZO's theta - eps z after theta + eps z) gets its matrices from a mirror buffer
   // that the earlier forward's perturbation pass filled (one z generation for both). Costs one

@@ -28,16 +28,17 @@ class ZoStep::Source : public WeightSource {
   // weights are dequantised (and perturbed) in the same fused pass, straight into the scratch.
   void set_fp8_rows(std::vector<std::vector<int64_t>> rows) { fp8_rows_ = std::move(rows); }
   const std::vector<int64_t>& fp8_rows(int g) const { return fp8_rows_.at(size_t(g)); }
-  // Note [fp8 at the GPU site]: the forward weights of one fp8 group after its update, bf16.
-  at::Tensor fp8_work(int64_t numel) {
-    if (!fp8_work_.defined()) {
+  // The bf16 forward weights of one group that did not arrive as bf16: an fp8 group after its
+  // update (Note [fp8 at the GPU site]) or a decoded split group (Note [Split bf16 masters]).
+  at::Tensor work16(int64_t numel) {
+    if (!work16_.defined()) {
       int64_t big = 0;
       for (auto& g : model_.groups()) big = std::max(big, g.numel);
-      fp8_work_ = at::empty({big}, scratch_.options().dtype(at::kBFloat16));
+      work16_ = at::empty({big}, scratch_.options().dtype(at::kBFloat16));
     }
-    return fp8_work_.narrow(0, 0, numel);
+    return work16_.narrow(0, 0, numel);
   }
-  int64_t fp8_work_bytes() const { return fp8_work_.defined() ? fp8_work_.numel() * 2 : 0; }
+  int64_t work16_bytes() const { return work16_.defined() ? work16_.numel() * 2 : 0; }
   void set_terms(const std::vector<DirTerm>* t) { terms_ = t; }
   int64_t scratch_bytes() const {
     int64_t b = scratch_.numel() * int64_t(scratch_.element_size());
@@ -99,7 +100,7 @@ class ZoStep::Source : public WeightSource {
   const std::vector<DirTerm>* terms_ = nullptr;
   std::vector<std::vector<int64_t>> fp8_rows_;  // per group, per param: first row index
   at::Tensor mirror_;  // one largest group in the compute dtype, when mirroring is on
-  at::Tensor fp8_work_;  // one largest group in bf16, once an fp8 group took an update
+  at::Tensor work16_;  // one largest group in bf16, once an fp8 update or a split visit needed it
   int role_ = 0, mirror_group_ = -1;
   int64_t mirror_reads_ = 0;
   std::vector<char> mirror_ok_;  // per param of mirror_group_: its mirror is filled
@@ -160,7 +161,7 @@ ZoStep::~ZoStep() = default;
 
 int64_t ZoStep::scratch_bytes() const { return src_->scratch_bytes(); }
 
-int64_t ZoStep::fp8_work_bytes() const { return src_->fp8_work_bytes(); }
+int64_t ZoStep::work16_bytes() const { return src_->work16_bytes(); }
 
 void ZoStep::set_mirror(bool on) { src_->enable_mirror(on); }
 
@@ -217,7 +218,7 @@ void ZoStep::visit(int g, const at::Tensor& flat, bool apply_here, const k::Delt
              ": an fp8 transfer copy takes an update only as the fp8 GPU-site delta (Note [fp8 at the GPU site])");
   ZOFF_CHECK(fp8v == nullptr || fp8, "group ", g, ": an fp8 visit needs the group's fp8 bytes");
   if (fp8 && update) {
-    at::Tensor w = src_->fp8_work(model_.group(g).numel);
+    at::Tensor w = src_->work16(model_.group(g).numel);
     opt_->apply_update_fp8(model_.group(g), flat, src_->fp8_rows(g), w, fp8v->delta, fp8v->recipe);
     src_->set_flat(g, w);
   } else {
@@ -261,7 +262,7 @@ void ZoStep::visit_split(int g, const at::Tensor& planes, bool apply_here, const
   const int64_t n = model_.group(g).numel;
   ZOFF_CHECK(planes.scalar_type() == at::kByte && planes.numel() >= k::split_bytes(n), "group ", g,
              ": split planes need ", k::split_bytes(n), " bytes, got ", planes.numel());
-  at::Tensor w = src_->fp8_work(n);
+  at::Tensor w = src_->work16(n);
   dispatch_split16_decode(k::split_planes(planes.data_ptr(), n), v.escapes, v.escape_count,
                           static_cast<uint16_t*>(w.data_ptr()), w.device());
   const bool update = apply_pending_ && apply_here && !opt_->pending().empty();

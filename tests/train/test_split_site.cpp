@@ -4,7 +4,10 @@
 #include "common/train_expect.h"
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "zoff/error.h"
 #include "zoff/trainer.h"
@@ -143,20 +146,16 @@ TEST(SplitSite, CheckpointResumes) {
 
 // What split masters cannot do is refused up front, naming the key.
 TEST(SplitSite, UnsupportedCombinationsNameTheKey) {
-  const auto expect_error = testing::expect_config_error;
-  auto split = [] { return streamed(base_config(OptimizerKind::MeZO, 1e-3, 0.0), TransferFormat::BF16Split, 2); };
-  RunConfig f32 = split();
-  f32.policy.storage_dtype = DType::F32;
-  expect_error(f32, "policy.storage_dtype");
-  RunConfig cpu = split();
-  cpu.policy.update_site = UpdateSite::Cpu;
-  expect_error(cpu, "policy.update_site");
-  RunConfig dense = split();
-  dense.policy.write_back = WriteBack::Dense;
-  expect_error(dense, "policy.write_back");
-  RunConfig sz = split();
-  sz.optimizer.kind = OptimizerKind::SubZero;
-  expect_error(sz, "optimizer.kind");
+  const std::vector<std::pair<std::string, std::function<void(RunConfig&)>>> cases = {
+      {"policy.storage_dtype", [](RunConfig& c) { c.policy.storage_dtype = DType::F32; }},
+      {"policy.update_site", [](RunConfig& c) { c.policy.update_site = UpdateSite::Cpu; }},
+      {"policy.write_back", [](RunConfig& c) { c.policy.write_back = WriteBack::Dense; }},
+      {"optimizer.kind", [](RunConfig& c) { c.optimizer.kind = OptimizerKind::SubZero; }}};
+  for (const auto& [key, change] : cases) {
+    RunConfig c = streamed(base_config(OptimizerKind::MeZO, 1e-3, 0.0), TransferFormat::BF16Split, 2);
+    change(c);
+    testing::expect_config_error(c, key);
+  }
 }
 
 }  // namespace
