@@ -83,12 +83,14 @@ double process_cpu_seconds() {
 struct HostClock {
   double wall = 0, cpu = 0;
   template <typename F>
-  void time(F&& fn) {
+  double time(F&& fn) {  // the call's wall seconds (for SetIterationTime)
     const double c0 = process_cpu_seconds();
     const auto t0 = std::chrono::steady_clock::now();
     fn();
-    wall += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    wall += dt;
     cpu += process_cpu_seconds() - c0;
+    return dt;
   }
 };
 
@@ -204,7 +206,7 @@ void BM_ApplyDeltaHost(benchmark::State& st) {
   HostClock clock;
   for (auto _ : st) {
     std::memcpy(codes.data(), saved.data(), saved.size());
-    clock.time([&] { apply_delta_host(a, isa); });
+    st.SetIterationTime(clock.time([&] { apply_delta_host(a, isa); }));
     benchmark::DoNotOptimize(master);
   }
   set_host_rate(st, double(n / 4) + double(live_words) * (32 * 2 * 2 + 8) + double(list.size()) * (8 + 2), clock);
@@ -215,7 +217,7 @@ BENCHMARK(BM_ApplyDeltaHost)
     ->ArgNames({"mix", "impl"})
     ->ArgsProduct({{0, 1}, {int(HostIsa::Ref), int(HostIsa::Scalar), int(HostIsa::Avx2), int(HostIsa::Avx512)}})
     ->Unit(benchmark::kMillisecond)
-    ->UseRealTime();
+    ->UseManualTime();
 
 // Note [fp8-site apply bench]
 // apply_fp8_delta_host (Note [Host fp8-site apply]) beside apply_delta_host, on the rates the H200
@@ -344,7 +346,7 @@ void BM_ApplyFp8DeltaHost(benchmark::State& st) {
         a.bitmap = blk.bitmap.data();
         a.packed_count = int64_t(blk.packed_count);
       }
-      clock.time([&] { arena.execute([&] { apply_delta_host(a); }); });
+      st.SetIterationTime(clock.time([&] { arena.execute([&] { apply_delta_host(a); }); }));
     } else {
       ApplyFp8DeltaArgs a{};
       a.master = blk.master.data();
@@ -361,7 +363,7 @@ void BM_ApplyFp8DeltaHost(benchmark::State& st) {
         a.bitmap = blk.bitmap.data();
         a.packed_count = int64_t(blk.packed_count);
       }
-      clock.time([&] { arena.execute([&] { apply_fp8_delta_host(a); }); });
+      st.SetIterationTime(clock.time([&] { arena.execute([&] { apply_fp8_delta_host(a); }); }));
     }
     benchmark::DoNotOptimize(blk.master.data());
   }
@@ -372,15 +374,19 @@ void BM_ApplyFp8DeltaHost(benchmark::State& st) {
   st.counters["code_bytes"] = impl == 5 || impl == 6 ? double(8 * blk.packed_count + 4 * blk.bitmap.size())
                                                      : double(blk.codes.size());
 }
-BENCHMARK(BM_ApplyFp8DeltaHost)->ArgNames({"impl", "threads"})->ArgsProduct({{0, 1, 2, 3, 4, 5, 6}, {1, 0}})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_ApplyFp8DeltaHost)->ArgNames({"impl", "threads"})->ArgsProduct({{0, 1, 2, 3, 4, 5, 6}, {1, 0}})->Unit(benchmark::kMillisecond)->UseManualTime();
 
 // Note [Split apply bench]
 // apply_split_delta_host (Note [Split bf16] in kernels/split16.h) beside apply_delta_host on
 // Fp8ApplyBlock's block, codes (packed) and 8-byte list: impl 0 is the bf16 apply (as
-// BM_ApplyFp8DeltaHost impl 6), impl 1 the same change applied to the block encoded split. The
-// split apply touches the low-byte plane (1 byte per element, so a 64-byte line holds 64 elements
-// instead of 32) and a nibble where a change carries. Each iteration restores the master, or the
-// planes and escape list (untimed). threads 1 or 0 (the whole machine).
+// BM_ApplyFp8DeltaHost impl 6), impl 1 the same change applied to the block encoded split (the
+// AVX2 words where the CPU has them, Note [Split apply lanes]), impl 2 the same on the scalar
+// element path. The split apply touches the low-byte plane (1 byte per element, so a 64-byte line
+// holds 64 elements instead of 32) and a nibble where a change carries. Each iteration restores
+// the master, or the planes and escape list, untimed: the reported time is the apply's alone
+// (UseManualTime; until session 18 this bench and the other restoring host applies used real time,
+// whose Time column counted the restore too, so only their Gelem/s was the apply's).
+// threads 1 or 0 (the whole machine).
 void BM_ApplySplitDeltaHost(benchmark::State& st) {
   const int impl = int(st.range(0));
   const int threads = int(st.range(1));
@@ -410,7 +416,7 @@ void BM_ApplySplitDeltaHost(benchmark::State& st) {
       a.keep_codes = true;
       a.bitmap = blk.bitmap.data();
       a.packed_count = int64_t(blk.packed_count);
-      clock.time([&] { arena.execute([&] { apply_delta_host(a); }); });
+      st.SetIterationTime(clock.time([&] { arena.execute([&] { apply_delta_host(a); }); }));
       benchmark::DoNotOptimize(blk.master.data());
     } else {
       std::memcpy(planes.data(), saved_planes.data(), planes.size());
@@ -427,7 +433,8 @@ void BM_ApplySplitDeltaHost(benchmark::State& st) {
       a.count = a.capacity = int64_t(blk.list16.size());
       a.recipe = &recipe;
       a.scratch = &scratch;
-      clock.time([&] { arena.execute([&] { apply_split_delta_host(a); }); });
+      const HostIsa isa = impl == 2 ? HostIsa::Scalar : HostIsa::Auto;
+      st.SetIterationTime(clock.time([&] { arena.execute([&] { apply_split_delta_host(a, isa); }); }));
       benchmark::DoNotOptimize(planes.data());
     }
   }
@@ -435,7 +442,7 @@ void BM_ApplySplitDeltaHost(benchmark::State& st) {
   st.counters["threads"] = double(arena.max_concurrency());
   st.counters["escapes"] = double(saved_count);
 }
-BENCHMARK(BM_ApplySplitDeltaHost)->ArgNames({"impl", "threads"})->ArgsProduct({{0, 1}, {1, 0}})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_ApplySplitDeltaHost)->ArgNames({"impl", "threads"})->ArgsProduct({{0, 1, 2}, {1, 0}})->Unit(benchmark::kMillisecond)->UseManualTime();
 
 // The host memory's own rate, the ceiling of every host apply above (issue 7: the fp8 GPU site's
 // step is bound by the host apply's memory traffic, docs/results.md session 12). 4 GiB in huge

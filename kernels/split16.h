@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "kernels/delta.h"
+#include "kernels/host/zo_host.h"
 #include "kernels/zo_kernels.h"
 
 typedef struct CUstream_st* cudaStream_t;
@@ -137,8 +138,9 @@ struct ApplySplitResult {
 
 // Host (oneTBB; skips zero code words). zoff::Error on a bad list index, a missing recipe, or a
 // block that does not fit its escape capacity even re-encoded (the planes then hold the update
-// already; the message says so).
-ApplySplitResult apply_split_delta_host(const ApplySplitDeltaArgs& a);
+// already; the message says so). `isa` forces a path (tests; Note [Split apply lanes]): Avx2 and
+// Avx512 take the vector word path, Scalar and Ref the element-by-element one.
+ApplySplitResult apply_split_delta_host(const ApplySplitDeltaArgs& a, HostIsa isa = HostIsa::Auto);
 
 // CUDA: out[i] = bf16 bits of element i (n elements; planes and out in device memory, escapes
 // readable by the device: mapped host memory). kernels/split16.cu.

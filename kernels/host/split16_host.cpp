@@ -8,6 +8,10 @@
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 #include "kernels/split16.h"
 #include "zoff/error.h"
 
@@ -121,12 +125,44 @@ struct Pass {
   }
 };
 
+// Note [Split apply lanes]
+// Pass A's words on AVX2 (HostIsa Avx2 or Avx512; the loop is bound by memory, so AVX-512 adds
+// nothing): the 32 codes of a whole word become byte lanes (vpshufb puts code byte e / 4 in lane
+// e, a mask keeps its two bits), two compares give the up and down lanes, and the word's 32 lo
+// bytes take every +1 whose byte is not 0xFF and every -1 whose byte is not 0x00 in one
+// load-add-store. Those are all but 1 in 256 changes; the rest (a carry, a borrow, and code 3 when
+// recomputing) come back as a bit mask for the scalar element path, which finds their lo bytes
+// untouched. The scalar path walks the word's nonzero codes one by one; the two leave the same
+// bytes (tests run both). The last, partial word always goes scalar: its 32 bytes would run past
+// the lo plane.
+#if defined(__x86_64__)
+__attribute__((target("avx2"))) uint32_t split_word_avx2(uint8_t* lo, uint64_t cw, bool exceptions) {
+  const __m256i sel = _mm256_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3,  //
+                                       4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7);
+  const __m256i mask = _mm256_set1_epi32(int(0xC0300C03u));  // lane e: bits 2 (e % 4) and up
+  const __m256i up = _mm256_set1_epi32(int(0x40100401u));    // kDeltaUp << 2 (e % 4)
+  const __m256i down = _mm256_add_epi8(up, up);              // kDeltaDown << 2 (e % 4)
+  static_assert(kDeltaUp == 1 && kDeltaDown == 2 && kDeltaException == 3, "lane patterns");
+  const __m256i c = _mm256_and_si256(_mm256_shuffle_epi8(_mm256_set1_epi64x((long long)cw), sel), mask);
+  __m256i* p = reinterpret_cast<__m256i*>(lo);
+  const __m256i x = _mm256_loadu_si256(p);
+  const __m256i is_up = _mm256_cmpeq_epi8(c, up), is_down = _mm256_cmpeq_epi8(c, down);
+  const __m256i ff = _mm256_cmpeq_epi8(x, _mm256_set1_epi8(-1)), zz = _mm256_cmpeq_epi8(x, _mm256_setzero_si256());
+  const __m256i inc = _mm256_andnot_si256(ff, is_up), dec = _mm256_andnot_si256(zz, is_down);  // all-ones lanes
+  _mm256_storeu_si256(p, _mm256_add_epi8(_mm256_sub_epi8(x, inc), dec));
+  __m256i slow = _mm256_or_si256(_mm256_and_si256(ff, is_up), _mm256_and_si256(zz, is_down));
+  if (exceptions) slow = _mm256_or_si256(slow, _mm256_cmpeq_epi8(c, mask));
+  return uint32_t(_mm256_movemask_epi8(slow));
+}
+#endif
+
 // Pass A over one range of code words.
 struct CodePass {
   const ApplySplitDeltaArgs& a;
   Pass<false> pass;
   Changes& changes;
   bool recompute;
+  bool wide;  // the AVX2 word path (Note [Split apply lanes])
   std::atomic<int64_t> recomputed{0}, uncovered{INT64_MAX};
 
   const SplitRecomputeParam* param_of(int64_t i, int64_t& cur) const {
@@ -144,35 +180,46 @@ struct CodePass {
     std::vector<uint32_t> rem;
     int64_t cur = -1, rec = 0;
     const int64_t n = a.planes.n, full = n / 32, W = pack_code_words(n);
-    auto word = [&](int64_t w, uint64_t cw) {
-      if (w == W - 1 && n % 32 != 0) cw &= (uint64_t(1) << (2 * (n % 32))) - 1;  // codes past n
-      const uint32_t base = a.planes.base[(32 * w) / kSplitGroup];
-      for (; cw != 0;) {
-        const int b = __builtin_ctzll(cw) & ~1;
-        const uint32_t c = uint32_t(cw >> b) & 3u;
-        cw &= ~(uint64_t(3) << b);
-        const int64_t i = 32 * w + b / 2;
-        uint8_t& lo = a.planes.lo[i];
-        if (c == kDeltaUp && lo != 0xFFu) ++lo;
-        else if (c == kDeltaDown && lo != 0x00u) --lo;
-        else if (c != kDeltaException || recompute) {
-          uint32_t v;
-          SplitEscape* e;
-          const uint16_t old = pass.old_bits(i, base, v, e);
-          uint16_t nw = uint16_t(c == kDeltaUp ? old + 1u : old - 1u);
-          if (c == kDeltaException) {
-            const SplitRecomputeParam* q = param_of(i, cur);
-            if (q == nullptr) {
-              int64_t seen = uncovered.load(std::memory_order_relaxed);
-              while (i < seen && !uncovered.compare_exchange_weak(seen, i, std::memory_order_relaxed)) {
-              }
-              continue;
+    // Element i (code c): +1 without a carry and -1 without a borrow touch its lo byte only;
+    // everything else goes through the element's high byte (Note [Host split apply]).
+    auto element = [&](int64_t i, uint32_t c, uint32_t base) {
+      uint8_t& lo = a.planes.lo[i];
+      if (c == kDeltaUp && lo != 0xFFu) ++lo;
+      else if (c == kDeltaDown && lo != 0x00u) --lo;
+      else if (c != kDeltaException || recompute) {
+        uint32_t v;
+        SplitEscape* e;
+        const uint16_t old = pass.old_bits(i, base, v, e);
+        uint16_t nw = uint16_t(c == kDeltaUp ? old + 1u : old - 1u);
+        if (c == kDeltaException) {
+          const SplitRecomputeParam* q = param_of(i, cur);
+          if (q == nullptr) {
+            int64_t seen = uncovered.load(std::memory_order_relaxed);
+            while (i < seen && !uncovered.compare_exchange_weak(seen, i, std::memory_order_relaxed)) {
             }
-            nw = ref::split_recompute_one(old, *a.recipe, *q, i - q->offset);
-            ++rec;
+            return;
           }
-          pass.set(i, base, v, e, old, nw, ins, rem);
+          nw = ref::split_recompute_one(old, *a.recipe, *q, i - q->offset);
+          ++rec;
         }
+        pass.set(i, base, v, e, old, nw, ins, rem);
+      }
+    };
+    auto word = [&](int64_t w, uint64_t cw) {
+      const uint32_t base = a.planes.base[(32 * w) / kSplitGroup];
+#if defined(__x86_64__)
+      if (wide && w < full) {  // Note [Split apply lanes]
+        for (uint32_t slow = split_word_avx2(a.planes.lo + 32 * w, cw, recompute); slow != 0; slow &= slow - 1) {
+          const int j = __builtin_ctz(slow);
+          element(32 * w + j, uint32_t(cw >> (2 * j)) & 3u, base);
+        }
+        return;
+      }
+#endif
+      if (w == W - 1 && n % 32 != 0) cw &= (uint64_t(1) << (2 * (n % 32))) - 1;  // codes past n
+      for (uint64_t live = (cw | cw >> 1) & 0x5555555555555555ull; live != 0; live &= live - 1) {
+        const int b = __builtin_ctzll(live);
+        element(32 * w + b / 2, uint32_t(cw >> b) & 3u, base);
       }
     };
     if (a.bitmap != nullptr) {
@@ -272,7 +319,10 @@ void check_args(const ApplySplitDeltaArgs& a) {
 
 }  // namespace
 
-ApplySplitResult apply_split_delta_host(const ApplySplitDeltaArgs& a) {
+ApplySplitResult apply_split_delta_host(const ApplySplitDeltaArgs& a, HostIsa isa) {
+  if (isa == HostIsa::Auto) isa = host_isa_auto();
+  ZOFF_CHECK(host_isa_supported(isa), "apply_split_delta_host: ", host_isa_name(isa),
+             " requested but this CPU (or build) lacks it");
   check_args(a);
   ApplySplitResult res;
   const int64_t n = a.planes.n;
@@ -286,7 +336,8 @@ ApplySplitResult apply_split_delta_host(const ApplySplitDeltaArgs& a) {
   const bool recompute = a.count > a.capacity;
 
   // Pass A: the codes.
-  CodePass cp{a, Pass<false>{a.planes, L.data(), L.size()}, changes, recompute};
+  const bool wide = isa == HostIsa::Avx2 || isa == HostIsa::Avx512;
+  CodePass cp{a, Pass<false>{a.planes, L.data(), L.size()}, changes, recompute, wide};
   const int64_t W = pack_code_words(n), R = (W + kGrainWords - 1) / kGrainWords;
   if (a.bitmap != nullptr) {
     s.packed.resize(size_t(R) + 1);

@@ -223,9 +223,10 @@ ApplySplitDeltaArgs args(Split& b, uint8_t* codes, const std::vector<DeltaEntry>
 
 // Encodes `master` (escape room esc_capacity), applies codes and list in `mode`, and checks the
 // block against ref::apply_delta on the bf16 master, the codes afterwards, and the guards.
-ApplySplitResult apply_checked(const std::vector<uint16_t>& master, const std::vector<uint8_t>& codes,
-                               const std::vector<DeltaEntry>& list, Codes mode, int64_t esc_capacity,
-                               SplitApplyScratch* scratch = nullptr) {
+ApplySplitResult apply_checked_on(HostIsa isa, const std::vector<uint16_t>& master, const std::vector<uint8_t>& codes,
+                                  const std::vector<DeltaEntry>& list, Codes mode, int64_t esc_capacity,
+                                  SplitApplyScratch* scratch) {
+  SCOPED_TRACE(host_isa_name(isa));
   const int64_t n = int64_t(master.size());
   std::vector<uint16_t> want = master;
   std::vector<uint8_t> rc = codes;
@@ -246,7 +247,7 @@ ApplySplitResult apply_checked(const std::vector<uint16_t>& master, const std::v
     a.bitmap = bitmap.data();
   }
   const std::vector<uint64_t> packed0 = packed;
-  const ApplySplitResult r = apply_split_delta_host(a);
+  const ApplySplitResult r = apply_split_delta_host(a, isa);
   const std::vector<uint16_t> got = b.decode();
   int64_t bad = 0;
   for (int64_t i = 0; i < n; ++i)
@@ -272,6 +273,31 @@ ApplySplitResult apply_checked(const std::vector<uint16_t>& master, const std::v
     }
   }
   EXPECT_EQ(packed, packed0);
+  return r;
+}
+
+// The apply's paths (Note [Split apply lanes]): element by element, and the AVX2 words where the
+// CPU has them.
+std::vector<HostIsa> apply_isas() {
+  std::vector<HostIsa> v{HostIsa::Scalar};
+  if (host_isa_supported(HostIsa::Avx2)) v.push_back(HostIsa::Avx2);
+  return v;
+}
+
+// apply_checked_on for every path; they must also agree on what they report.
+ApplySplitResult apply_checked(const std::vector<uint16_t>& master, const std::vector<uint8_t>& codes,
+                               const std::vector<DeltaEntry>& list, Codes mode, int64_t esc_capacity,
+                               SplitApplyScratch* scratch = nullptr) {
+  const std::vector<HostIsa> isas = apply_isas();
+  const ApplySplitResult r = apply_checked_on(isas[0], master, codes, list, mode, esc_capacity, scratch);
+  for (size_t k = 1; k < isas.size(); ++k) {
+    const ApplySplitResult q = apply_checked_on(isas[k], master, codes, list, mode, esc_capacity, scratch);
+    EXPECT_EQ(q.exceptions, r.exceptions);
+    EXPECT_EQ(q.recomputed, r.recomputed);
+    EXPECT_EQ(q.escapes_added, r.escapes_added);
+    EXPECT_EQ(q.escapes_removed, r.escapes_removed);
+    EXPECT_EQ(q.reencoded, r.reencoded);
+  }
   return r;
 }
 
@@ -487,8 +513,8 @@ TEST(SplitRecompute, MatchesZoUpdate) {
 // zo_update with a delta output on three parameters of one block (sharing a list and a count, a
 // gap between two), then apply_split_delta_host of its codes and list (or, past the list's room,
 // the recipe) onto the split old master: it must decode to the updated theta.
-void real_update(Dist d, uint64_t sr, int nterms, int64_t cap, Codes mode) {
-  SCOPED_TRACE(testing::Message() << "dist " << int(d) << " sr " << sr << " nterms " << nterms << " cap " << cap
+void real_update(Dist d, uint64_t sr, int nterms, int64_t cap, Codes mode, HostIsa isa) {
+  SCOPED_TRACE(testing::Message() << host_isa_name(isa) << " dist " << int(d) << " sr " << sr << " nterms " << nterms << " cap " << cap
                                   << " mode " << int(mode));
   struct P {
     int64_t offset, numel;
@@ -526,7 +552,7 @@ void real_update(Dist d, uint64_t sr, int nterms, int64_t cap, Codes mode) {
     a.codes = reinterpret_cast<uint8_t*>(packed.data());
     a.bitmap = bitmap.data();
   }
-  const ApplySplitResult r = apply_split_delta_host(a);
+  const ApplySplitResult r = apply_split_delta_host(a, isa);
   EXPECT_EQ(b.decode(), theta);
   expect_canonical(b, theta);
   EXPECT_EQ(r.exceptions, int64_t(count));
@@ -535,14 +561,16 @@ void real_update(Dist d, uint64_t sr, int nterms, int64_t cap, Codes mode) {
 }
 
 TEST(ApplySplit, ReproducesRealUpdates) {
-  for (Dist d : {Dist::Gaussian, Dist::Rademacher})
-    for (uint64_t sr : {uint64_t(0), uint64_t(99)})
-      for (int nterms : {0, 1, 8}) {
-        real_update(d, sr, nterms, 100011, Codes::Dense);  // room for every exception
-        real_update(d, sr, nterms, 200, Codes::Dense);     // overflow: recomputed
-        real_update(d, sr, nterms, 0, sr ? Codes::Packed : Codes::Dense);
-      }
-  real_update(Dist::Gaussian, 5, 2, 100011, Codes::Packed);
+  for (HostIsa isa : apply_isas()) {
+    for (Dist d : {Dist::Gaussian, Dist::Rademacher})
+      for (uint64_t sr : {uint64_t(0), uint64_t(99)})
+        for (int nterms : {0, 1, 8}) {
+          real_update(d, sr, nterms, 100011, Codes::Dense, isa);  // room for every exception
+          real_update(d, sr, nterms, 200, Codes::Dense, isa);     // overflow: recomputed
+          real_update(d, sr, nterms, 0, sr ? Codes::Packed : Codes::Dense, isa);
+        }
+    real_update(Dist::Gaussian, 5, 2, 100011, Codes::Packed, isa);
+  }
 }
 
 TEST(ApplySplit, RejectsExceptionsOutsideTheRecipe) {
