@@ -163,13 +163,14 @@ __attribute__((target("avx2"))) uint32_t split_word_avx2(uint8_t* lo, uint64_t c
 // sequential streams, misses most of them, and each word waits for its line. The packed walk knows
 // every nonzero word ahead from the bitmap, so before a bitmap word's 32 code words it prefetches
 // (for writing) the lo bytes of the nonzero words `ZOFF_SPLIT_APPLY_PREFETCH` bitmap words on
-// (32 code words, 1 KiB of lo bytes each; default 8, 0 turns it off), within the range. On the
-// 2-core dev machine: 2 threads, 314.6 M elements, 1% changed: 38.5 ms without, 23-33 ms with 6-10
-// (a noisy machine; docs/results.md session 18 has the GPU host's). Dense codes are not walked ahead.
+// (32 code words, 1 KiB of lo bytes each; default 4, 0 turns it off), within the range. The H100
+// machine's 16-core host (session 18, 314.6 M elements, 1% changed): 16 threads 7.18 ms without,
+// 5.95 / 6.38 / 6.59 ms at 4 / 8 / 16 (1 thread: 56.8 against 38.2 ms at 4). Dense codes are not
+// walked ahead.
 int split_apply_prefetch() {
   static const int tiles = [] {
     const char* env = std::getenv("ZOFF_SPLIT_APPLY_PREFETCH");
-    if (env == nullptr || *env == '\0') return 8;
+    if (env == nullptr || *env == '\0') return 4;
     char* end = nullptr;
     const long v = std::strtol(env, &end, 10);
     ZOFF_INPUT_CHECK(end != env && *end == '\0' && v >= 0 && v <= 1024, "environment variable ZOFF_SPLIT_APPLY_PREFETCH = '",
