@@ -168,7 +168,7 @@ __attribute__((target("avx2"))) uint32_t split_word_avx2(uint8_t* lo, uint64_t c
 // 5.95 / 6.38 / 6.59 ms at 4 / 8 / 16 (1 thread: 56.8 against 38.2 ms at 4). Dense codes are not
 // walked ahead.
 int split_apply_prefetch() {
-  static const int tiles = [] {
+  static const int words = [] {
     const char* env = std::getenv("ZOFF_SPLIT_APPLY_PREFETCH");
     if (env == nullptr || *env == '\0') return 4;
     char* end = nullptr;
@@ -177,7 +177,7 @@ int split_apply_prefetch() {
                      env, "': expected a whole number of bitmap words from 0 (off) to 1024");
     return int(v);
   }();
-  return tiles;
+  return words;
 }
 
 // Pass A over one range of code words.
@@ -187,7 +187,7 @@ struct CodePass {
   Changes& changes;
   bool recompute;
   bool wide;  // the AVX2 word path (Note [Split apply lanes])
-  int prefetch_tiles;  // Note [Split apply prefetch]
+  int prefetch_words;  // bitmap words ahead (Note [Split apply prefetch])
   std::atomic<int64_t> recomputed{0}, uncovered{INT64_MAX};
 
   const SplitRecomputeParam* param_of(int64_t i, int64_t& cur) const {
@@ -250,7 +250,7 @@ struct CodePass {
     if (a.bitmap != nullptr) {
       const auto* packed = reinterpret_cast<const uint64_t*>(a.codes);
       int64_t next = *packed_first;
-      const int64_t ahead = prefetch_tiles;
+      const int64_t ahead = prefetch_words;
       for (int64_t k = w0 / 32; 32 * k < w1; ++k) {
         if (ahead > 0 && 32 * (k + ahead) < w1)  // Note [Split apply prefetch]
           for (uint32_t nb = a.bitmap[k + ahead]; nb != 0; nb &= nb - 1)
