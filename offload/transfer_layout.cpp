@@ -33,8 +33,9 @@ DType transfer_dtype(DType storage, TransferFormat f) {
     case TransferFormat::F16: return DType::F16;
     case TransferFormat::FP8: return DType::F8_E4M3;
     case TransferFormat::BF16Split: return DType::U8;
+    case TransferFormat::Auto: break;  // resolved before any store or plan is made
   }
-  ZOFF_FAIL("bad transfer format");
+  ZOFF_FAIL("transfer format ", transfer_format_name(f), " reached the block layout unresolved");
 }
 
 TransferLayout transfer_layout(const BlockDesc& b, DType storage, TransferFormat f) {

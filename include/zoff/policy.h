@@ -17,7 +17,9 @@ enum class UpdateSite { Gpu, Cpu, Deferred };
 // The format blocks travel in over PCIe. Same = the storage dtype.
 // BF16Split: bf16 masters stored and moved losslessly in 1.5 bytes per element (Note [Split bf16],
 // kernels/split16.h); GPU update site, element-wise updates, delta write-back.
-enum class TransferFormat { Same, BF16, F16, FP8, BF16Split };
+// Auto: BF16Split where the run allows it on a GPU, else Same (Note [Auto transfer] in
+// src/train/run_plan.cpp); the trainer and `zoff plan` resolve it before anything else reads it.
+enum class TransferFormat { Same, BF16, F16, FP8, BF16Split, Auto };
 // How the GPU update site returns an updated block to its host master (Note [Delta write-back],
 // kernels/delta.h): Dense copies the whole block D2H; Delta sends 2-bit change codes and an
 // exception list that the host applies (16-bit masters only). Auto: Delta where it applies

@@ -51,6 +51,7 @@ const char* transfer_format_name(TransferFormat f) {
     case TransferFormat::F16: return "fp16";
     case TransferFormat::FP8: return "fp8";
     case TransferFormat::BF16Split: return "bf16-split";
+    case TransferFormat::Auto: return "auto";
   }
   return "?";
 }

@@ -53,6 +53,8 @@ int64_t host_memory_bytes() {
 
 int run_plan(const PlanOptions& o) {
   RunConfig cfg = load_run_config(o.config, o.sets);
+  std::string auto_why;  // a plan is for the GPU: Note [Auto transfer] in src/train/run_plan.cpp
+  if (cfg.policy.transfer == TransferFormat::Auto) cfg.policy.transfer = auto_transfer(cfg, true, false, &auto_why);
   const OffloadPolicy& p = cfg.policy;
   Model m(cfg.model.spec);  // shapes only: the constructor allocates no weights
   PlannerInput in = planner_input(m, cfg);
@@ -68,6 +70,7 @@ int run_plan(const PlanOptions& o) {
               p.name.c_str(), config_dtype_name(p.storage_dtype), transfer_format_name(p.transfer),
               config_dtype_name(p.compute_dtype), p.offload ? "offload" : "all resident", p.num_slots,
               p.prefetch_depth, update_site_name(p.update_site));
+  if (!auto_why.empty()) std::printf("transfer = \"auto\" on one GPU: %s\n", auto_why.c_str());
   std::printf("optimizer %s: %d forwards per step over batch %lld x %lld tokens\n",
               optimizer_kind_name(cfg.optimizer.kind), in.num_perturbations, (long long)cfg.data.batch_size,
               (long long)cfg.data.max_length);
@@ -83,7 +86,9 @@ int run_plan(const PlanOptions& o) {
   std::printf("  PCIe GB/s               H2D %g, D2H %g, both %g\n\n", in.h2d_gbps, in.d2h_gbps, in.both_gbps);
   std::fflush(stdout);
 
-  const PlanReport r = plan_offload(in, p);  // InputError listing every component when over budget
+  // InputError listing every component when over budget; auto may yield to "same" here
+  const PlanReport r = plan_auto(in, &cfg.policy, !auto_why.empty() && p.transfer == TransferFormat::BF16Split, &auto_why);
+  if (p.transfer == TransferFormat::Same && !auto_why.empty()) std::printf("transfer = \"auto\": %s\n", auto_why.c_str());
   std::printf("%s", r.to_string().c_str());
   const int64_t host = host_memory_bytes();
   if (host > 0 && r.host_bytes > host)

@@ -23,6 +23,7 @@ DType transfer_dtype(const OffloadPolicy& p) {
     case TransferFormat::F16: return DType::F16;
     case TransferFormat::FP8: return DType::F8_E4M3;
     case TransferFormat::BF16Split: return DType::BF16;  // lossless: the values are the bf16 master's
+    case TransferFormat::Auto:  // lossless either way (Note [Auto transfer] in src/train/run_plan.cpp)
     case TransferFormat::Same: break;
   }
   return p.storage_dtype;

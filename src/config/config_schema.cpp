@@ -164,6 +164,7 @@ TransferFormat transfer_of(const std::string& s) {
   if (s == "fp16") return TransferFormat::F16;
   if (s == "fp8") return TransferFormat::FP8;
   if (s == "bf16-split") return TransferFormat::BF16Split;
+  if (s == "auto") return TransferFormat::Auto;
   return TransferFormat::Same;
 }
 
@@ -182,7 +183,7 @@ std::vector<Field> build_fields() {
       [](RunConfig& c, const std::string& s) { c.policy.storage_dtype = dtype_of(s); },
       [](const RunConfig& c) { return config_dtype_name(c.policy.storage_dtype); }));
   f.push_back(enum_choice(
-      "policy", "transfer", {"same", "bf16", "fp16", "fp8", "bf16-split"},
+      "policy", "transfer", {"same", "bf16", "fp16", "fp8", "bf16-split", "auto"},
       {{"bfloat16", "bf16"}, {"float16", "fp16"}, {"f16", "fp16"}, {"fp8_e4m3", "fp8"}, {"e4m3", "fp8"}},
       [](RunConfig& c, const std::string& s) { c.policy.transfer = transfer_of(s); },
       [](const RunConfig& c) { return transfer_format_name(c.policy.transfer); }));

@@ -556,6 +556,8 @@ std::unique_ptr<Engine> make_resident_engine(const Model& m, const GroupInit& in
 std::unique_ptr<Engine> make_offload_engine(const Model& m, const GroupInit& init, const EngineOptions& o,
                                             const OffloadPolicy& policy, const PlanReport& plan) {
   ZOFF_CHECK(dtype_of(o.storage) == policy.storage_dtype, "engine storage dtype differs from the policy's");
+  ZOFF_CHECK(policy.transfer != TransferFormat::Auto,
+             "policy.transfer = \"auto\" must be resolved (auto_transfer, Note [Auto transfer]) before the engine");
   return std::make_unique<OffloadEngine>(m, init, o, policy, plan);
 }
 

@@ -4,10 +4,13 @@
 #include <torch/version.h>  // TORCH_VERSION_MAJOR
 
 #include <algorithm>
+#include <cstdio>
 #include <thread>
 
 #include "device_info.h"
+#include "kernels/zo_kernels.h"  // kMaxTerms
 #include "offload/transfer_layout.h"
+#include "zoff/error.h"
 
 namespace zoff {
 
@@ -19,6 +22,74 @@ int forwards_per_step(const OptimizerConfig& o) {
     case OptimizerKind::SVRG: return 4;
   }
   return 2;
+}
+
+// Note [Auto transfer]
+// transfer = "auto" asks for the fastest lossless way to move bf16 masters. Split bf16 (Note [Split
+// bf16] in kernels/split16.h) moves 75% of plain bf16's bytes with the same values, bit for bit; on
+// the H100 host the streamed MeZO step took 0.78-0.82x of plain bf16's time at 6.7B, 13B and 30B
+// and the same at 1.3B, where the step is compute-bound (docs/results.md, sessions 18 and 19). So
+// auto is split wherever split runs, and "same" elsewhere:
+//   - a CUDA device: on the CPU nothing crosses a link, and the decode is pure cost;
+//   - offload = true, storage_dtype = "bf16", update_site = "gpu", write_back not "dense" and
+//     pin_memory = true: split masters return every update as a delta into pinned host memory
+//     (Note [Split bf16 masters] in offload/block_store.h);
+//   - an update of element-wise directions that fits one delta pass: MeZO with q <= kMaxTerms,
+//     FZOO with N <= kMaxTerms, SVRG (two terms); not SubZero, whose low-rank update reports no
+//     change codes;
+//   - one process: split has not been measured with several ranks (docs/distributed.md).
+// Under a GPU memory budget split's decode buffer (one bf16 block) can cost resident blocks; there
+// the planner prices both (plan_auto) and split stays only if it fits and is predicted no slower.
+// The engine can still find at run time that it cannot return deltas (host masters that would not
+// pin, no host memory for the codes); the trainer then builds it again with "same" and says so.
+TransferFormat auto_transfer(const RunConfig& cfg, bool cuda, bool distributed, std::string* why) {
+  const OffloadPolicy& p = cfg.policy;
+  const OptimizerConfig& o = cfg.optimizer;
+  if (p.transfer != TransferFormat::Auto) return p.transfer;
+  auto same = [&](const std::string& reason) {
+    if (why) *why = "same (" + reason + ")";
+    return TransferFormat::Same;
+  };
+  if (!p.offload) return same("nothing is streamed");
+  if (!cuda) return same("not on a CUDA device");
+  if (p.storage_dtype != DType::BF16) return same("storage_dtype is not bf16");
+  if (p.update_site != UpdateSite::Gpu) return same("update_site is not gpu");
+  if (p.write_back == WriteBack::Dense) return same("write_back is dense");
+  if (!p.pin_memory) return same("pin_memory is off");
+  if (o.kind == OptimizerKind::SubZero) return same("SubZero's low-rank updates report no change codes");
+  const int terms = o.kind == OptimizerKind::FZOO ? o.fzoo_n : o.kind == OptimizerKind::SVRG ? 2 : o.mezo_q;
+  if (terms > k::kMaxTerms)
+    return same("the update has " + std::to_string(terms) + " terms, more than one delta pass takes (" +
+                std::to_string(k::kMaxTerms) + ")");
+  if (distributed) return same("split is not measured with several processes");
+  if (why) *why = "bf16-split (lossless, 1.5 bytes per element)";
+  return TransferFormat::BF16Split;
+}
+
+PlanReport plan_auto(const PlannerInput& in, OffloadPolicy* p, bool auto_split, std::string* why) {
+  if (!auto_split || p->transfer != TransferFormat::BF16Split) return plan_offload(in, *p);
+  OffloadPolicy same = *p;
+  same.transfer = TransferFormat::Same;
+  PlanReport s = plan_offload(in, same);  // split's slots and decode buffer never fit where these do not
+  auto use_same = [&](const std::string& reason) {
+    *p = same;
+    if (why) *why = "same (" + reason + ")";
+    return s;
+  };
+  PlanReport split;
+  try {
+    split = plan_offload(in, *p);
+  } catch (const InputError&) {
+    return use_same("bf16-split's decode buffer does not fit policy.gpu_memory_budget");
+  }
+  if (split.step_seconds > s.step_seconds) {
+    char b[160];
+    std::snprintf(b, sizeof b, "under policy.gpu_memory_budget bf16-split keeps %d blocks resident against %d: %.3f s "
+                  "per step predicted against %.3f s", split.resident_count, s.resident_count, split.step_seconds,
+                  s.step_seconds);
+    return use_same(b);
+  }
+  return split;
 }
 
 BlockDesc block_desc(const GroupLayout& g) {

@@ -173,6 +173,12 @@ Trainer::Trainer(RunConfig cfg) : cfg_(std::move(cfg)), impl_(std::make_unique<I
                      cuda_device_count(), " CUDA device(s) (one GPU per process: zoff launch --nproc <= GPUs)");
     select_cuda_device(gpu);
   }
+  const bool auto_transfer_asked = cfg_.policy.transfer == TransferFormat::Auto;
+  if (auto_transfer_asked) {  // Note [Auto transfer] in run_plan.cpp
+    std::string why;
+    cfg_.policy.transfer = I.cfg.policy.transfer = auto_transfer(cfg_, I.device.is_cuda(), denv.distributed(), &why);
+    log::info("policy.transfer = \"auto\": {}", why);
+  }
   for (const ConfigProblem& pr : {fp8_gpu_site_problem(cfg_), split_problem(cfg_)})
     if (!pr.key.empty()) throw InputError(cfg_.source + ": " + pr.key + ": " + pr.message, "trainer.cpp");
   I.dist = std::make_unique<Distributed>(cfg_.distributed, cfg_.source, denv, I.device.is_cuda() ? gpu : -1);
@@ -203,7 +209,13 @@ Trainer::Trainer(RunConfig cfg) : cfg_(std::move(cfg)), impl_(std::make_unique<I
   I.opt = make_optimizer(cfg_.optimizer, cfg_.train.seed, cfg_.train.steps, cfg_.source);
   // Placement.
   PlannerInput pin = planner_input(m, cfg_);
-  I.plan = plan_offload(pin, cfg_.policy);
+  {
+    std::string why;
+    const bool auto_split = auto_transfer_asked && cfg_.policy.transfer == TransferFormat::BF16Split;
+    I.plan = plan_auto(pin, &cfg_.policy, auto_split, &why);
+    I.cfg.policy.transfer = cfg_.policy.transfer;
+    if (!why.empty()) log::info("policy.transfer = \"auto\": {}", why);
+  }
   EngineOptions eo;
   eo.device = I.device;
   eo.storage = I.storage();
@@ -216,8 +228,20 @@ Trainer::Trainer(RunConfig cfg) : cfg_(std::move(cfg)), impl_(std::make_unique<I
     if (ckpt) load_group(m, *ckpt, g, flat);
     else init_dummy_group(m, g, dseed, flat);
   };
-  I.engine = cfg_.policy.offload ? make_offload_engine(m, init, eo, cfg_.policy, I.plan)
-                                 : make_resident_engine(m, init, eo);
+  if (!cfg_.policy.offload) {
+    I.engine = make_resident_engine(m, init, eo);
+  } else if (auto_transfer_asked && cfg_.policy.transfer == TransferFormat::BF16Split) {
+    try {
+      I.engine = make_offload_engine(m, init, eo, cfg_.policy, I.plan);
+    } catch (const InputError& e) {  // Note [Auto transfer]: split could not return deltas here
+      log::warn("policy.transfer = \"auto\": bf16-split cannot run here ({}); using \"same\"", e.what());
+      cfg_.policy.transfer = I.cfg.policy.transfer = TransferFormat::Same;
+      I.plan = plan_offload(pin, cfg_.policy);
+      I.engine = make_offload_engine(m, init, eo, cfg_.policy, I.plan);
+    }
+  } else {
+    I.engine = make_offload_engine(m, init, eo, cfg_.policy, I.plan);
+  }
   I.zo = std::make_unique<ZoStep>(m, I.opt.get(), I.compute(), I.device);
   // Note [Mirror forwards]: one z generation for both MeZO forwards, at the price of a group-sized
   // buffer: worth it where the step is compute-bound: weights resident, or fp8 transfers at the

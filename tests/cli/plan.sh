@@ -47,6 +47,17 @@ run "opt-13b at 18 GiB, fzoo" "0" "$ZOFF" plan --config "$CONFIGS/runs/opt-13b-s
 has "$TMP/out" "fzoo plan" "optimizer fzoo: 5 forwards per step" "activations \(5 x 20\.00 MiB\)" \
   "offload plan: 40 blocks, [1-9][0-9]* resident" "of 18\.00 GiB budget"
 
+# 4b. transfer = "auto" (stream-all; Note [Auto transfer]): a plan is for one GPU, so split bf16
+#     (3 x 451.27 MiB slots and a 600.13 MiB decode buffer) where it fits; at 4.8 GiB only plain
+#     bf16 fits (4.77 GiB against split's 4.92), and the plan says so.
+run "opt-13b auto" "0" "$ZOFF" plan --config "$CONFIGS/runs/opt-13b-stream.toml"
+has "$TMP/out" "auto picks split" "transfer = \"auto\" on one GPU: bf16-split" \
+  "streamed through 3 slots of 451\.27 MiB; update site gpu, transfer bf16-split" "split decode buffer \(1 x 600\.13 MiB\)"
+run "opt-13b auto at 4.8 GiB" "0" "$ZOFF" plan --config "$CONFIGS/runs/opt-13b-stream.toml" --set policy.gpu_memory_budget=4.8GiB
+has "$TMP/out" "auto yields to same" "transfer = \"auto\": same \(bf16-split's decode buffer does not fit" \
+  "streamed through 3 slots of 600\.13 MiB; update site gpu, transfer same"
+if grep -q "decode buffer (1" "$TMP/out"; then echo "FAIL: the same plan has no decode buffer"; fail=1; fi
+
 # 5. The CPU smoke run: all resident, no budget.
 run "plan opt-tiny-mezo" "0" "$ZOFF" plan --config "$CONFIGS/runs/opt-tiny-mezo.toml"
 has "$TMP/out" "tiny plan" "offload plan: 3 blocks, 3 resident, 0 streamed" "\(no budget\)"

@@ -117,6 +117,7 @@ TEST(ShippedConfigs, PoliciesLoad) {
   EXPECT_EQ(s.num_slots, 3);
   EXPECT_EQ(s.resident_blocks, 0);
   EXPECT_EQ(s.update_site, UpdateSite::Gpu);
+  EXPECT_EQ(s.transfer, TransferFormat::Auto);  // Note [Auto transfer]: split on a GPU where it runs
 
   const OffloadPolicy& f8 = p.at("stream-all-fp8");
   EXPECT_EQ(f8.storage_dtype, DType::BF16);
@@ -125,6 +126,8 @@ TEST(ShippedConfigs, PoliciesLoad) {
 
   EXPECT_EQ(p.at("budget-18g").gpu_memory_budget, int64_t(18) << 30);
   EXPECT_EQ(p.at("budget-18g").resident_blocks, -1);
+  EXPECT_EQ(p.at("budget-18g").transfer, TransferFormat::Auto);
+  EXPECT_EQ(p.at("stream-all-split").transfer, TransferFormat::BF16Split);
   // budget-12g-fp8 composes stream-all-fp8 and overrides the budget.
   const OffloadPolicy& b12 = p.at("budget-12g-fp8");
   EXPECT_EQ(b12.gpu_memory_budget, int64_t(12) << 30);

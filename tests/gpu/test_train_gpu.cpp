@@ -123,6 +123,33 @@ TEST(GpuTrain, SplitBf16MastersEqualResident) {
     }
 }
 
+// transfer = "auto" on CUDA (Note [Auto transfer]): a streamed bf16 MeZO run at the GPU site gets
+// split masters, and trains to the resident run's bits.
+TEST(GpuTrain, AutoTransferPicksSplitOnCuda) {
+  RunConfig base = gpu_config(OptimizerKind::MeZO);
+  base.policy.storage_dtype = DType::BF16;
+  base.policy.compute_dtype = DType::BF16;
+  const auto ref = run(base, 5);
+  RunConfig c = base;
+  char t[] = "/tmp/zoff_gpu_XXXXXX";
+  c.train.output_dir = mkdtemp(t);
+  c.policy.offload = true;
+  c.policy.num_slots = 2;
+  c.policy.resident_blocks = 0;
+  c.policy.update_site = UpdateSite::Gpu;
+  c.policy.transfer = TransferFormat::Auto;
+  std::vector<at::Tensor> w;
+  {
+    Trainer tr(c);
+    EXPECT_NE(tr.plan_report().find("transfer bf16-split"), std::string::npos) << tr.plan_report();
+    for (int i = 0; i < 5; ++i) tr.train_step();
+    w = tr.snapshot_weights();
+  }
+  zoff::testing::remove_tree(c.train.output_dir);
+  for (size_t g = 0; g < w.size(); ++g)
+    EXPECT_TRUE(at::equal(w[g], ref[g])) << "auto group " << g << " max diff " << (w[g] - ref[g]).abs().max().item<double>();
+}
+
 // Deferred site on CUDA with a bf16 master (stochastic rounding) and a host thread slowed down so
 // that devices replay several updates: the masters the host rebuilt equal the resident run's.
 TEST(GpuTrain, DeferredSiteBf16LaggingHostIsExact) {

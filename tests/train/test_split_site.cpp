@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "zoff/error.h"
+#include "zoff/run_plan.h"
 #include "zoff/trainer.h"
 
 namespace zoff {
@@ -156,6 +157,134 @@ TEST(SplitSite, UnsupportedCombinationsNameTheKey) {
     change(c);
     testing::expect_config_error(c, key);
   }
+}
+
+// A checkpoint moves between transfer formats (what "auto" may pick differs between machines): saved
+// from a plain bf16 stream and resumed split, or the other way round, it ends where an uninterrupted
+// run ends.
+TEST(SplitSite, CheckpointResumesAcrossTransferFormats) {
+  const std::pair<TransferFormat, TransferFormat> moves[] = {{TransferFormat::Same, TransferFormat::BF16Split},
+                                                             {TransferFormat::BF16Split, TransferFormat::Same}};
+  for (const auto& [from, to] : moves) {
+    auto config = [](TransferFormat f) { return streamed(base_config(OptimizerKind::MeZO, 1e-3, 0.01), f, 2); };
+    const RunConfig c0 = config(from), c1 = config(from), c2 = config(to);
+    const std::string what = std::string(transfer_format_name(from)) + " -> " + transfer_format_name(to);
+    std::vector<at::Tensor> full, resumed;
+    {
+      Trainer t(c0);
+      for (int i = 0; i < 6; ++i) t.train_step();
+      full = t.snapshot_weights();
+    }
+    const std::string ck = c1.train.output_dir + "/ck3";
+    {
+      Trainer t(c1);
+      for (int i = 0; i < 3; ++i) t.train_step();
+      t.save_checkpoint(ck);
+    }
+    {
+      Trainer t(c2);
+      t.resume_from(ck);
+      for (int i = 3; i < 6; ++i) t.train_step();
+      resumed = t.snapshot_weights();
+    }
+    for (const RunConfig* c : {&c0, &c1, &c2}) zoff::testing::remove_tree(c->train.output_dir);
+    testing::expect_same_weights(resumed, full, what);
+  }
+}
+
+// Note [Auto transfer]: split exactly where it runs, with a reason for every "same".
+TEST(SplitSite, AutoPicksSplitOnlyWhereItRuns) {
+  const RunConfig ok = streamed(base_config(OptimizerKind::MeZO, 1e-3, 0.01), TransferFormat::Auto, 2);
+  std::string why;
+  EXPECT_EQ(auto_transfer(ok, true, false, &why), TransferFormat::BF16Split);
+  EXPECT_NE(why.find("bf16-split"), std::string::npos) << why;
+  const std::vector<std::pair<std::string, std::function<void(RunConfig&, bool&, bool&)>>> cases = {
+      {"the CPU", [](RunConfig&, bool& cuda, bool&) { cuda = false; }},
+      {"several processes", [](RunConfig&, bool&, bool& dist) { dist = true; }},
+      {"all resident", [](RunConfig& c, bool&, bool&) { c.policy.offload = false; }},
+      {"fp32 masters", [](RunConfig& c, bool&, bool&) { c.policy.storage_dtype = DType::F32; }},
+      {"cpu site", [](RunConfig& c, bool&, bool&) { c.policy.update_site = UpdateSite::Cpu; }},
+      {"deferred site", [](RunConfig& c, bool&, bool&) { c.policy.update_site = UpdateSite::Deferred; }},
+      {"dense write-back", [](RunConfig& c, bool&, bool&) { c.policy.write_back = WriteBack::Dense; }},
+      {"pageable masters", [](RunConfig& c, bool&, bool&) { c.policy.pin_memory = false; }},
+      {"SubZero", [](RunConfig& c, bool&, bool&) { c.optimizer.kind = OptimizerKind::SubZero; }},
+      {"FZOO N = 9", [](RunConfig& c, bool&, bool&) { c.optimizer.kind = OptimizerKind::FZOO, c.optimizer.fzoo_n = 9; }},
+      {"MeZO q = 9", [](RunConfig& c, bool&, bool&) { c.optimizer.mezo_q = 9; }}};
+  for (const auto& [what, change] : cases) {
+    RunConfig c = ok;
+    bool cuda = true, dist = false;
+    change(c, cuda, dist);
+    why.clear();
+    EXPECT_EQ(auto_transfer(c, cuda, dist, &why), TransferFormat::Same) << what;
+    EXPECT_EQ(why.rfind("same (", 0), 0u) << what << ": " << why;
+  }
+  for (OptimizerKind kind : {OptimizerKind::FZOO, OptimizerKind::SVRG}) {
+    RunConfig c = ok;
+    c.optimizer.kind = kind;
+    c.optimizer.fzoo_n = 8;
+    EXPECT_EQ(auto_transfer(c, true, false), TransferFormat::BF16Split) << optimizer_kind_name(kind);
+  }
+  RunConfig fixed = ok;  // an explicit format is never changed
+  fixed.policy.transfer = TransferFormat::FP8;
+  EXPECT_EQ(auto_transfer(fixed, true, false), TransferFormat::FP8);
+}
+
+// On the CPU auto streams the storage dtype, and the run is resident training's, bit for bit.
+TEST(SplitSite, AutoOnTheCpuStreamsSame) {
+  const Result ref = run(base_config(OptimizerKind::MeZO, 1e-3, 0.01), 4);
+  RunConfig c = streamed(base_config(OptimizerKind::MeZO, 1e-3, 0.01), TransferFormat::Auto, 2);
+  {
+    Trainer t(c);
+    EXPECT_NE(t.plan_report().find("transfer same"), std::string::npos) << t.plan_report();
+  }
+  zoff::testing::remove_tree(c.train.output_dir);
+  expect_identical(run(streamed(base_config(OptimizerKind::MeZO, 1e-3, 0.01), TransferFormat::Auto, 2), 4), ref,
+                   "auto on the CPU");
+}
+
+// Under a GPU memory budget auto keeps split only where its plan fits and is predicted no slower.
+TEST(SplitSite, AutoYieldsToSameUnderATightBudget) {
+  PlannerInput in;
+  for (int b = 0; b < 8; ++b) in.blocks.push_back(BlockDesc{1 << 20, {RowSegment{1024, 1024}}});
+  in.flops_per_step = 1;
+  OffloadPolicy p;
+  p.storage_dtype = DType::BF16;
+  p.offload = true;
+  p.num_slots = 3;
+  p.update_site = UpdateSite::Gpu;
+  p.transfer = TransferFormat::BF16Split;
+  std::string why;
+  OffloadPolicy q = p;
+  plan_auto(in, &q, true, &why);
+  EXPECT_EQ(q.transfer, TransferFormat::BF16Split) << why;
+  OffloadPolicy same = p;
+  same.transfer = TransferFormat::Same;
+  same.resident_blocks = p.resident_blocks = 0;
+  const int64_t same_min = plan_offload(in, same).gpu_total, split_min = plan_offload(in, p).gpu_total;
+  ASSERT_GT(split_min, same_min);  // the decode buffer outweighs the smaller slots at K = 3
+  same.resident_blocks = p.resident_blocks = -1;
+  q = p;
+  q.gpu_memory_budget = (same_min + split_min) / 2;
+  why.clear();
+  const PlanReport tight = plan_auto(in, &q, true, &why);
+  EXPECT_EQ(q.transfer, TransferFormat::Same);
+  EXPECT_NE(why.find("does not fit"), std::string::npos) << why;
+  EXPECT_EQ(tight.transfer, TransferFormat::Same);
+  // Room for 1, 3 and 5 blocks (2 MiB each) past split's fixed parts: auto's pick is the plan
+  // predicted faster (here split: "same" keeps no more blocks resident, and moves more bytes).
+  for (int64_t extra : {int64_t(1) << 21, int64_t(3) << 21, int64_t(5) << 21}) {
+    OffloadPolicy split_b = p, same_b = same;
+    split_b.gpu_memory_budget = same_b.gpu_memory_budget = split_min + extra;
+    q = split_b;
+    const PlanReport r = plan_auto(in, &q, true, &why);
+    const PlanReport s = plan_offload(in, same_b), t = plan_offload(in, split_b);
+    EXPECT_EQ(q.transfer, t.step_seconds <= s.step_seconds ? TransferFormat::BF16Split : TransferFormat::Same) << extra;
+    EXPECT_EQ(r.step_seconds, std::min(t.step_seconds, s.step_seconds)) << extra;
+    EXPECT_EQ(r.resident_count, t.resident_count) << extra;
+  }
+  q = p;
+  plan_auto(in, &q, false, &why);  // an explicit bf16-split is planned as it is
+  EXPECT_EQ(q.transfer, TransferFormat::BF16Split);
 }
 
 }  // namespace
