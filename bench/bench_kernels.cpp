@@ -381,7 +381,8 @@ BENCHMARK(BM_ApplyFp8DeltaHost)->ArgNames({"impl", "threads"})->ArgsProduct({{0,
 // Fp8ApplyBlock's block, codes (packed) and 8-byte list: impl 0 is the bf16 apply (as
 // BM_ApplyFp8DeltaHost impl 6), impl 1 the same change applied to the block encoded split (the
 // AVX2 words where the CPU has them, Note [Split apply lanes]), impl 2 the same on the scalar
-// element path. The split apply touches the low-byte plane (1 byte per element, so a 64-byte line
+// element path; impl 3 and 4 apply the list alone (every code zero), split and bf16: the
+// exception pass, which dominates steps with large updates (session 19). The split apply touches the low-byte plane (1 byte per element, so a 64-byte line
 // holds 64 elements instead of 32) and a nibble where a change carries. Each iteration restores
 // the master, or the planes and escape list, untimed: the reported time is the apply's alone
 // (UseManualTime; until session 18 this bench and the other restoring host applies used real time,
@@ -408,14 +409,20 @@ void BM_ApplySplitDeltaHost(benchmark::State& st) {
   SplitApplyScratch scratch;
   SplitRecipe recipe;
   HostClock clock;
+  // impl 3 and 4: the list alone (no code is nonzero), split and bf16 (Note [Split list prefetch]).
+  static const std::vector<uint32_t> no_codes(blk.bitmap.size(), 0u);
+  static uint64_t no_word = 0;
+  const bool list_only = impl >= 3;
+  const uint32_t* bitmap = list_only ? no_codes.data() : blk.bitmap.data();
+  uint8_t* packed = list_only ? reinterpret_cast<uint8_t*>(&no_word) : reinterpret_cast<uint8_t*>(blk.packed.data());
+  const int64_t packed_count = list_only ? 0 : int64_t(blk.packed_count);
   for (auto _ : st) {
-    if (impl == 0) {
+    if (impl == 0 || impl == 4) {
       std::memcpy(blk.master.data(), blk.saved_master.data(), blk.master.size() * 2);
-      ApplyDeltaArgs a{blk.master.data(), reinterpret_cast<uint8_t*>(blk.packed.data()), n, blk.list16.data(),
-                       int64_t(blk.list16.size())};
+      ApplyDeltaArgs a{blk.master.data(), packed, n, blk.list16.data(), int64_t(blk.list16.size())};
       a.keep_codes = true;
-      a.bitmap = blk.bitmap.data();
-      a.packed_count = int64_t(blk.packed_count);
+      a.bitmap = bitmap;
+      a.packed_count = packed_count;
       st.SetIterationTime(clock.time([&] { arena.execute([&] { apply_delta_host(a); }); }));
       benchmark::DoNotOptimize(blk.master.data());
     } else {
@@ -425,10 +432,10 @@ void BM_ApplySplitDeltaHost(benchmark::State& st) {
       ApplySplitDeltaArgs a{};
       a.planes = split_planes(planes.data(), n);
       a.escapes = &e;
-      a.codes = reinterpret_cast<uint8_t*>(blk.packed.data());
+      a.codes = packed;
       a.keep_codes = true;
-      a.bitmap = blk.bitmap.data();
-      a.packed_count = int64_t(blk.packed_count);
+      a.bitmap = bitmap;
+      a.packed_count = packed_count;
       a.list = blk.list16.data();
       a.count = a.capacity = int64_t(blk.list16.size());
       a.recipe = &recipe;
@@ -442,7 +449,7 @@ void BM_ApplySplitDeltaHost(benchmark::State& st) {
   st.counters["threads"] = double(arena.max_concurrency());
   st.counters["escapes"] = double(saved_count);
 }
-BENCHMARK(BM_ApplySplitDeltaHost)->ArgNames({"impl", "threads"})->ArgsProduct({{0, 1, 2}, {1, 0}})->Unit(benchmark::kMillisecond)->UseManualTime();
+BENCHMARK(BM_ApplySplitDeltaHost)->ArgNames({"impl", "threads"})->ArgsProduct({{0, 1, 2, 3, 4}, {1, 0}})->Unit(benchmark::kMillisecond)->UseManualTime();
 
 // The host memory's own rate, the ceiling of every host apply above (issue 7: the fp8 GPU site's
 // step is bound by the host apply's memory traffic, docs/results.md session 12). 4 GiB in huge
