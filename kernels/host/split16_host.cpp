@@ -157,6 +157,18 @@ __attribute__((target("avx2"))) uint32_t split_word_avx2(uint8_t* lo, uint64_t c
 }
 #endif
 
+// A whole number from the environment variable `name` in [0, max] (`unit` names what it counts),
+// read once by each caller's static; `dflt` when unset or empty.
+int env_whole(const char* name, int dflt, long max, const char* unit) {
+  const char* env = std::getenv(name);
+  if (env == nullptr || *env == '\0') return dflt;
+  char* end = nullptr;
+  const long v = std::strtol(env, &end, 10);
+  ZOFF_INPUT_CHECK(end != env && *end == '\0' && v >= 0 && v <= max, "environment variable ", name, " = '", env,
+                   "': expected a whole number of ", unit, " from 0 (off) to ", max);
+  return int(v);
+}
+
 // Note [Split apply prefetch]
 // A MeZO step changes ~1% of the elements, so ~27% of the code words are nonzero and the apply
 // touches ~47% of the lo plane's lines, scattered: the hardware prefetcher, which follows
@@ -168,15 +180,7 @@ __attribute__((target("avx2"))) uint32_t split_word_avx2(uint8_t* lo, uint64_t c
 // 5.95 / 6.38 / 6.59 ms at 4 / 8 / 16 (1 thread: 56.8 against 38.2 ms at 4). Dense codes are not
 // walked ahead.
 int split_apply_prefetch() {
-  static const int words = [] {
-    const char* env = std::getenv("ZOFF_SPLIT_APPLY_PREFETCH");
-    if (env == nullptr || *env == '\0') return 4;
-    char* end = nullptr;
-    const long v = std::strtol(env, &end, 10);
-    ZOFF_INPUT_CHECK(end != env && *end == '\0' && v >= 0 && v <= 1024, "environment variable ZOFF_SPLIT_APPLY_PREFETCH = '",
-                     env, "': expected a whole number of bitmap words from 0 (off) to 1024");
-    return int(v);
-  }();
+  static const int words = env_whole("ZOFF_SPLIT_APPLY_PREFETCH", 4, 1024, "bitmap words");
   return words;
 }
 
@@ -192,15 +196,7 @@ int split_apply_prefetch() {
 // thread: 7.7-7.9 ms; dev machine 8 / 32 / 64 entries ahead no better than 16). In `zoff train`
 // on OPT-13B, steps with 34-38 M exceptions: apply busy 442-461 -> 370-375 ms (session 19).
 int split_list_prefetch() {
-  static const int entries = [] {
-    const char* env = std::getenv("ZOFF_SPLIT_LIST_PREFETCH");
-    if (env == nullptr || *env == '\0') return 16;
-    char* end = nullptr;
-    const long v = std::strtol(env, &end, 10);
-    ZOFF_INPUT_CHECK(end != env && *end == '\0' && v >= 0 && v <= 4096, "environment variable ZOFF_SPLIT_LIST_PREFETCH = '",
-                     env, "': expected a whole number of list entries from 0 (off) to 4096");
-    return int(v);
-  }();
+  static const int entries = env_whole("ZOFF_SPLIT_LIST_PREFETCH", 16, 4096, "list entries");
   return entries;
 }
 

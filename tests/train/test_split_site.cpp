@@ -118,31 +118,37 @@ TEST(SplitSite, PartlyResidentRunMatches) {
   expect_identical(r, ref, "one resident block");
 }
 
-// A checkpoint of a split run resumes to the same bits as an uninterrupted run.
-TEST(SplitSite, CheckpointResumes) {
-  auto config = [] { return streamed(base_config(OptimizerKind::MeZO, 1e-3, 0.01), TransferFormat::BF16Split, 2); };
-  const RunConfig c0 = config(), c1 = config(), c2 = config();
+// Trains 6 steps with `full_cfg`; trains 3 with `save_cfg`, checkpoints, resumes with `resume_cfg`
+// and trains 3 more: the two must end on the same bits.
+void expect_resume_matches(const RunConfig& full_cfg, const RunConfig& save_cfg, const RunConfig& resume_cfg,
+                           const std::string& what) {
   std::vector<at::Tensor> full, resumed;
   {
-    Trainer t(c0);
+    Trainer t(full_cfg);
     for (int i = 0; i < 6; ++i) t.train_step();
     full = t.snapshot_weights();
   }
-  const std::string ck = c1.train.output_dir + "/ck3";
+  const std::string ck = save_cfg.train.output_dir + "/ck3";
   {
-    Trainer t(c1);
+    Trainer t(save_cfg);
     for (int i = 0; i < 3; ++i) t.train_step();
     t.save_checkpoint(ck);
   }
   {
-    Trainer t(c2);
+    Trainer t(resume_cfg);
     t.resume_from(ck);
-    EXPECT_EQ(t.step(), 3);
+    EXPECT_EQ(t.step(), 3) << what;
     for (int i = 3; i < 6; ++i) t.train_step();
     resumed = t.snapshot_weights();
   }
-  for (const RunConfig* c : {&c0, &c1, &c2}) zoff::testing::remove_tree(c->train.output_dir);
-  testing::expect_same_weights(resumed, full, "resumed at step 3");
+  for (const RunConfig* c : {&full_cfg, &save_cfg, &resume_cfg}) zoff::testing::remove_tree(c->train.output_dir);
+  testing::expect_same_weights(resumed, full, what);
+}
+
+// A checkpoint of a split run resumes to the same bits as an uninterrupted run.
+TEST(SplitSite, CheckpointResumes) {
+  auto config = [] { return streamed(base_config(OptimizerKind::MeZO, 1e-3, 0.01), TransferFormat::BF16Split, 2); };
+  expect_resume_matches(config(), config(), config(), "resumed at step 3");
 }
 
 // What split masters cannot do is refused up front, naming the key.
@@ -167,28 +173,8 @@ TEST(SplitSite, CheckpointResumesAcrossTransferFormats) {
                                                              {TransferFormat::BF16Split, TransferFormat::Same}};
   for (const auto& [from, to] : moves) {
     auto config = [](TransferFormat f) { return streamed(base_config(OptimizerKind::MeZO, 1e-3, 0.01), f, 2); };
-    const RunConfig c0 = config(from), c1 = config(from), c2 = config(to);
-    const std::string what = std::string(transfer_format_name(from)) + " -> " + transfer_format_name(to);
-    std::vector<at::Tensor> full, resumed;
-    {
-      Trainer t(c0);
-      for (int i = 0; i < 6; ++i) t.train_step();
-      full = t.snapshot_weights();
-    }
-    const std::string ck = c1.train.output_dir + "/ck3";
-    {
-      Trainer t(c1);
-      for (int i = 0; i < 3; ++i) t.train_step();
-      t.save_checkpoint(ck);
-    }
-    {
-      Trainer t(c2);
-      t.resume_from(ck);
-      for (int i = 3; i < 6; ++i) t.train_step();
-      resumed = t.snapshot_weights();
-    }
-    for (const RunConfig* c : {&c0, &c1, &c2}) zoff::testing::remove_tree(c->train.output_dir);
-    testing::expect_same_weights(resumed, full, what);
+    expect_resume_matches(config(from), config(from), config(to),
+                          std::string(transfer_format_name(from)) + " -> " + transfer_format_name(to));
   }
 }
 
