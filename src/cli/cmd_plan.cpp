@@ -86,9 +86,10 @@ int run_plan(const PlanOptions& o) {
   std::printf("  PCIe GB/s               H2D %g, D2H %g, both %g\n\n", in.h2d_gbps, in.d2h_gbps, in.both_gbps);
   std::fflush(stdout);
 
-  // InputError listing every component when over budget; auto may yield to "same" here
-  const PlanReport r = plan_auto(in, &cfg.policy, !auto_why.empty() && p.transfer == TransferFormat::BF16Split, &auto_why);
-  if (p.transfer == TransferFormat::Same && !auto_why.empty()) std::printf("transfer = \"auto\": %s\n", auto_why.c_str());
+  // InputError listing every component when over budget; auto's split may yield to "same" here
+  std::string fallback;
+  const PlanReport r = plan_auto(in, &cfg.policy, !auto_why.empty() && p.transfer == TransferFormat::BF16Split, &fallback);
+  if (!fallback.empty()) std::printf("transfer = \"auto\": %s\n", fallback.c_str());
   std::printf("%s", r.to_string().c_str());
   const int64_t host = host_memory_bytes();
   if (host > 0 && r.host_bytes > host)
